@@ -1,0 +1,24 @@
+"""Fine-tuning pipeline: CSV/TSV/JSONL ingestion, Trainer-based training, safe outputs.
+
+Heavy modules (torch, transformers) load only when a name is first used:
+
+>>> import finetune            # instant
+>>> finetune.TrainConfig       # doctest: +SKIP   (imports finetune.train)
+"""
+from __future__ import annotations
+
+_LAZY = {
+    "TrainConfig": "finetune.train",
+    "train": "finetune.train",
+    "load_corpus": "finetune.data",
+    "DataError": "finetune.data",
+    "DataLimits": "finetune.data",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'finetune' has no attribute {name!r}")

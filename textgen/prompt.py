@@ -1,0 +1,146 @@
+"""The prompt format, built in exactly one place for training and generation alike.
+
+A model trained by this project sees ``[BOS] title [SEP] keywords [SEP] text [EOS]``.
+Each segment is encoded on its own, so the ids of a generation prompt are, token for
+token, the prefix of the ids the model was trained on.
+
+A hub model that never saw this format gets a plain-text prompt instead
+("Title: …\\nKeywords: …\\n\\n", or its Chinese equivalent); `PromptFormat.style` says which.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from .lang import detect_language
+
+FORMAT_FILE = "textgen_format.json"
+FORMAT_VERSION = 1
+KEYWORD_JOINER = ", "
+MAX_TITLE_CHARS = 200
+
+_PLAIN_TEMPLATES = {
+    "en": ("Title: {title}\nKeywords: {keywords}\n\n", ", "),
+    "zh": ("标题：{title}\n关键词：{keywords}\n正文：", "、"),
+}
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How prompts are laid out for one model; saved beside its weights as textgen_format.json."""
+
+    style: str = "textgen"  # "textgen" (the trained format) or "plain" (fallback for hub models)
+    bos: str = "[BOS]"
+    sep: str = "[SEP]"
+    eos: str = "[EOS]"
+    pad: str = "[PAD]"
+    keyword_joiner: str = KEYWORD_JOINER
+    version: int = FORMAT_VERSION
+
+    def save(self, folder: str | Path) -> Path:
+        path = Path(folder) / FORMAT_FILE
+        path.write_text(json.dumps(asdict(self), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "PromptFormat | None":
+        """The recorded format of a folder, or None when it has none (a plain hub model)."""
+        path = Path(folder) / FORMAT_FILE
+        if not path.is_file():
+            return None
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    @classmethod
+    def plain(cls) -> "PromptFormat":
+        return cls(style="plain")
+
+    @property
+    def special_tokens(self) -> list[str]:
+        return [self.bos, self.sep, self.eos, self.pad]
+
+
+def add_special_tokens(tokenizer, fmt: PromptFormat, model=None) -> int:
+    """Add the format's special tokens where the tokenizer lacks them; resize embeddings.
+
+    Returns the number of tokens added. The pad token becomes ``fmt.pad`` so batches pad
+    with a token the model never has to predict.
+    """
+    if fmt.style != "textgen":
+        if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token  # GPT-2 has no pad token
+        return 0
+    vocab = tokenizer.get_vocab()
+    missing = [t for t in fmt.special_tokens if t not in vocab]
+    added = tokenizer.add_special_tokens({"additional_special_tokens": missing}) if missing else 0
+    # Existing tokens with these names (BERT's [SEP]/[PAD]) must also never be split.
+    tokenizer.add_special_tokens({"pad_token": fmt.pad})
+    if model is not None:
+        emb = model.get_input_embeddings().weight.shape[0]
+        if len(tokenizer) > emb:
+            model.resize_token_embeddings(len(tokenizer))
+        ids = token_ids(tokenizer, fmt)
+        model.config.pad_token_id = ids["pad"]
+        model.config.eos_token_id = ids["eos"]
+        model.config.bos_token_id = ids["bos"]
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.pad_token_id = ids["pad"]
+            model.generation_config.eos_token_id = ids["eos"]
+            model.generation_config.bos_token_id = ids["bos"]
+    return added
+
+
+def token_ids(tokenizer, fmt: PromptFormat) -> dict[str, int]:
+    """Ids of bos/sep/eos/pad for a textgen-format tokenizer."""
+    out = {}
+    for name in ("bos", "sep", "eos", "pad"):
+        tid = tokenizer.convert_tokens_to_ids(getattr(fmt, name))
+        if tid is None or tid == tokenizer.unk_token_id:
+            raise ValueError(f"tokenizer lacks the special token {getattr(fmt, name)!r}; "
+                             "call textgen.prompt.add_special_tokens first")
+        out[name] = tid
+    return out
+
+
+def check_title(title: str | None) -> str:
+    """Validate and normalise a title; errors name the field."""
+    if title is None:
+        return ""
+    if not isinstance(title, str):
+        raise ValueError(f"title: must be text, got {type(title).__name__}")
+    title = " ".join(title.split())
+    if len(title) > MAX_TITLE_CHARS:
+        raise ValueError(f"title: {len(title)} characters; at most {MAX_TITLE_CHARS} are allowed")
+    return title
+
+
+def _encode(tokenizer, text: str) -> list[int]:
+    return tokenizer.encode(text, add_special_tokens=False) if text else []
+
+
+def encode_prompt(tokenizer, fmt: PromptFormat, title: str, keywords: Sequence[str]) -> list[int]:
+    """Ids of the generation prompt: everything the model sees before the text."""
+    if fmt.style == "plain":
+        lang = detect_language(title, *keywords)
+        template, joiner = _PLAIN_TEMPLATES[lang]
+        return _encode(tokenizer, template.format(title=title, keywords=joiner.join(keywords)))
+    ids = token_ids(tokenizer, fmt)
+    return ([ids["bos"]] + _encode(tokenizer, title) + [ids["sep"]]
+            + _encode(tokenizer, fmt.keyword_joiner.join(keywords)) + [ids["sep"]])
+
+
+def encode_example(tokenizer, fmt: PromptFormat, title: str, keywords: Sequence[str],
+                   text: str, *, add_eos: bool = True) -> tuple[list[int], int]:
+    """Ids of a whole training example and the index where the text starts.
+
+    The prompt part is exactly `encode_prompt(...)`, so training and generation agree.
+    """
+    prompt = encode_prompt(tokenizer, fmt, title, keywords)
+    body = _encode(tokenizer, text)
+    if add_eos:
+        eos = token_ids(tokenizer, fmt)["eos"] if fmt.style == "textgen" else tokenizer.eos_token_id
+        body = body + [eos]
+    return prompt + body, len(prompt)
