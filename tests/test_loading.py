@@ -1,0 +1,129 @@
+import json
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from textgen import Generator, ModelLoadError
+from textgen import loading
+
+
+class _Marker:
+    """Unpickling this creates a file: proof that a pickle was executed."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+def test_pickle_only_folder_refused_and_never_unpickled(bpe_model_dir, tmp_path):
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    shutil.copy(bpe_model_dir / "config.json", folder)
+    marker = tmp_path / "pwned"
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps(_Marker(marker)))
+    with pytest.raises(ModelLoadError, match="only pickled weights"):
+        Generator.from_pretrained(str(folder))
+    assert not marker.exists()
+
+
+def test_remote_code_config_refused(bpe_model_dir, tmp_path):
+    folder = tmp_path / "remote"
+    shutil.copytree(bpe_model_dir, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["auto_map"] = {"AutoModelForCausalLM": "evil.Model"}
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match="never runs remote code"):
+        Generator.from_pretrained(str(folder))
+
+
+def test_truncated_weights_give_clear_error(bpe_model_dir, tmp_path):
+    folder = tmp_path / "truncated"
+    shutil.copytree(bpe_model_dir, folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])
+    with pytest.raises(ModelLoadError, match="model: "):
+        Generator.from_pretrained(str(folder))
+
+
+def test_missing_tokenizer_gives_clear_error(bpe_model_dir, tmp_path):
+    folder = tmp_path / "notok"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors", "textgen_format.json"):
+        shutil.copy(bpe_model_dir / name, folder)
+    with pytest.raises(ModelLoadError, match="model: "):
+        Generator.from_pretrained(str(folder))
+
+
+@pytest.mark.parametrize("source, message", [
+    ("/no/such/folder", "does not exist"),
+    ("../../etc", "is it a model folder"),
+    ("https://evil.example/model", "neither a built-in model"),
+    ("a b c", "neither a built-in model"),
+])
+def test_bad_sources(source, message):
+    with pytest.raises(ModelLoadError, match=message):
+        Generator.from_pretrained(source)
+
+
+def test_folder_without_config(tmp_path):
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        Generator.from_pretrained(str(tmp_path))
+
+
+def test_unreachable_hub_says_no_network(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="no network: choose a built-in model or a local folder"):
+        Generator.from_pretrained("someone/some-gpt2")
+
+
+def test_uer_style_ids_are_mapped(uer_like_model_dir):
+    g = Generator.from_pretrained(str(uer_like_model_dir))
+    loaded = g.backend_for("春夜", [])
+    sep = loaded.tokenizer.convert_tokens_to_ids("[SEP]")
+    assert loaded.model.generation_config.eos_token_id == sep
+    assert loaded.model.config.bos_token_id == loaded.tokenizer.convert_tokens_to_ids("[CLS]")
+    result = g.generate("春夜", "月", n=2, seed=0, max_new_tokens=10)
+    assert result.prompt_style == "plain"
+    assert all("[SEP]" not in c.text and "[CLS]" not in c.text for c in result)
+
+
+def test_auto_picks_builtin_by_language(bpe_model_dir, bert_zh_model_dir, tmp_path, monkeypatch):
+    shutil.copytree(bpe_model_dir, tmp_path / "textgen-en")
+    shutil.copytree(bert_zh_model_dir, tmp_path / "textgen-zh")
+    monkeypatch.setattr(loading, "BUILTIN_DIR", tmp_path)
+    g = Generator.from_pretrained("auto")
+    assert g.generate("春夜", "月", n=1, seed=0, max_new_tokens=5).model == "textgen-zh"
+    assert g.generate("Storm", "sea", n=1, seed=0, max_new_tokens=5).model == "textgen-en"
+    assert Generator.from_pretrained("textgen-zh").name == "textgen-zh"
+
+
+def test_device_and_dtype_resolved_at_load(bpe_model_dir):
+    import torch
+
+    g = Generator.from_pretrained(str(bpe_model_dir), dtype="float32", device="cpu")
+    loaded = g.backend_for("x", [])
+    assert loaded.dtype == torch.float32 and next(loaded.model.parameters()).dtype == torch.float32
+    with pytest.raises(ValueError, match="dtype: must be one of"):
+        Generator.from_pretrained(str(bpe_model_dir), dtype="int3")
+
+
+def test_import_is_light():
+    code = ("import sys, textgen, textgen.cli; "
+            "bad = [m for m in ('gradio', 'finetune', 'torch', 'transformers') if m in sys.modules]; "
+            "print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.strip() == "[]"
+
+
+def test_library_never_imports_gradio():
+    code = "import sys, textgen; textgen.Generator; print('gradio' in sys.modules, 'finetune' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.strip() == "False False"

@@ -1,0 +1,48 @@
+"""Device and dtype, resolved when a model is loaded (never at import)."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@lru_cache(maxsize=1)
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU has native bf16 matmul instructions (AVX512-BF16 or AMX).
+
+    Without them PyTorch emulates bf16 and it is slower than fp32, so we keep fp32.
+    """
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_device(device: str | None = None):
+    """"auto"/None → CUDA when present, else CPU; anything else is passed to torch.device."""
+    import torch
+
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"device: {device!r} is not a device torch knows ({exc})") from None
+
+
+def resolve_dtype(device, dtype: str | None = None):
+    """Choose the compute dtype: bf16 on CUDA (fp16 where bf16 is unsupported) and on CPUs
+    with native bf16; fp32 elsewhere. An explicit dtype always wins."""
+    import torch
+
+    if dtype not in (None, "auto"):
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype: must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        return getattr(torch, dtype)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_has_fast_bf16():
+        return torch.bfloat16
+    return torch.float32

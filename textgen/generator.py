@@ -1,0 +1,305 @@
+"""`Generator`: the library's front door.
+
+>>> g = Generator.from_pretrained("auto")                     # doctest: +SKIP
+>>> best = g.generate("Storm", ["sea", "night"], n=3, seed=0)[0]   # doctest: +SKIP
+>>> best.text, best.covered, best.missing                      # doctest: +SKIP
+>>> for event in g.stream("春夜", "月, 花", n=2):                # doctest: +SKIP
+...     print(event.texts)
+"""
+from __future__ import annotations
+
+import queue
+import random
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+
+from .cleanup import decode_text, spaces_between_cjk
+from .constraints import build_constraints
+from .coverage import Span, coverage
+from .keywords import parse_keywords
+from .lang import detect_language
+from .loading import LoadedModel, builtin_for_language, load
+from .params import GenerationParams
+from .prompt import check_title, encode_prompt, token_ids
+from .sampling import GeneratedRepetitionPenalty, StopFlag
+
+# torch's sampling RNG is process-wide: one generation at a time keeps a seed's
+# output reproducible when several threads (web users) generate at once.
+_RNG_LOCK = threading.Lock()
+_STREAM_POLL_S = 0.5
+
+
+@dataclass
+class Candidate:
+    """One generated text with its keyword coverage, ranked by `score`."""
+
+    text: str
+    covered: list[str]
+    missing: list[str]
+    spans: list[Span]
+    score: float  # mean log-probability per generated token under the model
+    index: int  # position in the sampled batch (stable across stream events)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Result(list):
+    """A list of `Candidate`s, best first, plus what produced them."""
+
+    def __init__(self, candidates: Sequence[Candidate], *, model: str, prompt_style: str, seed: int,
+                 title: str, keywords: list[str]):
+        super().__init__(candidates)
+        self.model, self.prompt_style, self.seed = model, prompt_style, seed
+        self.title, self.keywords = title, keywords
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"title": self.title, "keywords": self.keywords, "model": self.model,
+                "prompt_style": self.prompt_style, "seed": self.seed,
+                "candidates": [{"text": c.text, "covered": c.covered, "missing": c.missing,
+                                "score": round(c.score, 4)} for c in self]}
+
+
+@dataclass
+class StreamEvent:
+    """Texts so far, one per sampled row; the last event also carries the ranked result."""
+
+    texts: list[str]
+    done: bool = False
+    result: Result | None = None
+
+
+@dataclass
+class _Backend:
+    loaded: LoadedModel
+    strip_cjk_spaces: bool = False
+    end_ids: list[int] = field(default_factory=list)
+
+    @classmethod
+    def wrap(cls, loaded: LoadedModel) -> "_Backend":
+        tok, fmt = loaded.tokenizer, loaded.fmt
+        if fmt.style == "textgen":
+            ids = token_ids(tok, fmt)
+            # a generated [SEP]/[BOS] after the prompt can only mean the text is over
+            ends = [ids["eos"], ids["pad"], ids["sep"], ids["bos"]]
+        else:
+            ends = [loaded.model.generation_config.eos_token_id, tok.eos_token_id, tok.pad_token_id]
+        flat: list[int] = []
+        for e in ends:
+            flat.extend(e if isinstance(e, list) else [e])
+        return cls(loaded, spaces_between_cjk(tok), sorted({e for e in flat if e is not None}))
+
+
+@dataclass
+class _Request:
+    title: str
+    keywords: list[str]
+    params: GenerationParams
+    seed: int
+    backend: _Backend
+    prompt_ids: list[int]
+
+
+class Generator:
+    """Generates texts from a title and keywords with one model, or with the built-in
+    model for each prompt's language when loaded as "auto"."""
+
+    def __init__(self, loaded: LoadedModel | None = None, *, device: str | None = None,
+                 dtype: str | None = None) -> None:
+        self._fixed = _Backend.wrap(loaded) if loaded is not None else None
+        self._device, self._dtype = device, dtype
+        self._by_language: dict[str, _Backend] = {}
+        self._load_lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(cls, source: str | Path = "auto", *, device: str | None = None,
+                        dtype: str | None = None, revision: str | None = None) -> "Generator":
+        """Load "auto" (built-in model per prompt language), a built-in name, a local folder
+        or a hub id. Device and dtype are chosen now ("auto": CUDA, else bf16 on capable CPUs)."""
+        if source == "auto":
+            return cls(device=device, dtype=dtype)
+        return cls(load(source, device=device, dtype=dtype, revision=revision))
+
+    # -- public API -------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._fixed.loaded.name if self._fixed else "auto"
+
+    def backend_for(self, title: str, keywords: Sequence[str]) -> LoadedModel:
+        return self._backend(title, keywords).loaded
+
+    def generate(self, title: str = "", keywords: str | Sequence[str] | None = None,
+                 params: GenerationParams | None = None, **overrides: Any) -> Result:
+        """Sample `params.n` candidates in one batch; best first."""
+        req = self._prepare(title, keywords, params, overrides)
+        with _RNG_LOCK:
+            torch.manual_seed(req.seed)
+            sequences = self._sample(req, streamer=None, stop=threading.Event())
+        return self._finish(req, sequences)
+
+    def stream(self, title: str = "", keywords: str | Sequence[str] | None = None,
+               params: GenerationParams | None = None, **overrides: Any) -> Iterator[StreamEvent]:
+        """Yield the growing texts of all candidates; the last event holds the ranked result.
+
+        Closing the iterator (a client went away) stops generation within one token.
+        """
+        req = self._prepare(title, keywords, params, overrides)
+        tokens: queue.Queue = queue.Queue()
+        stop = threading.Event()
+        outcome: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                with _RNG_LOCK:
+                    torch.manual_seed(req.seed)
+                    outcome["sequences"] = self._sample(req, streamer=_QueueStreamer(tokens), stop=stop)
+            except BaseException as exc:  # handed to the consumer, which re-raises it
+                outcome["error"] = exc
+            finally:
+                tokens.put(None)
+
+        thread = threading.Thread(target=work, name="textgen-generate", daemon=True)
+        thread.start()
+        rows: list[list[int]] = [[] for _ in range(req.params.n)]
+        try:
+            while True:
+                try:
+                    step = tokens.get(timeout=_STREAM_POLL_S)
+                except queue.Empty:
+                    if not thread.is_alive():
+                        break
+                    continue
+                if step is None:
+                    break
+                for row, tid in zip(rows, step):
+                    row.append(tid)
+                yield StreamEvent([self._decode(req.backend, r) for r in rows])
+        finally:
+            stop.set()
+            thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        result = self._finish(req, outcome["sequences"])
+        yield StreamEvent(sorted_texts(result, req.params.n), done=True, result=result)
+
+    # -- internals --------------------------------------------------------------------------
+    def _backend(self, title: str, keywords: Sequence[str]) -> _Backend:
+        if self._fixed is not None:
+            return self._fixed
+        language = detect_language(title, *keywords)
+        with self._load_lock:
+            if language not in self._by_language:
+                folder = builtin_for_language(language)
+                self._by_language[language] = _Backend.wrap(
+                    load(folder, device=self._device, dtype=self._dtype))
+            return self._by_language[language]
+
+    def _prepare(self, title: str, keywords, params: GenerationParams | None,
+                 overrides: dict[str, Any]) -> _Request:
+        params = (params or GenerationParams())
+        if overrides:
+            params = params.replace(**overrides)
+        title = check_title(title)
+        words = parse_keywords(keywords)
+        if not title and not words:
+            raise ValueError("title: give a title or at least one keyword (both are empty)")
+        backend = self._backend(title, words)
+        loaded = backend.loaded
+        prompt = encode_prompt(loaded.tokenizer, loaded.fmt, title, words)
+        context = int(getattr(loaded.model.config, "n_positions", 1024))
+        if len(prompt) >= context:
+            raise ValueError(f"title/keywords: the prompt is {len(prompt)} tokens; "
+                             f"this model reads at most {context - 1} before the text")
+        if len(prompt) + params.max_new_tokens > context:
+            raise ValueError(f"max_new_tokens: at most {context - len(prompt)} for this prompt "
+                             f"(the model's context is {context} tokens, the prompt uses {len(prompt)})")
+        seed = params.seed if params.seed is not None else random.SystemRandom().randrange(2**32)
+        return _Request(title, words, params, seed, backend, prompt)
+
+    def _sample(self, req: _Request, *, streamer, stop: threading.Event) -> torch.Tensor:
+        """(n, prompt_len + new) token ids, the n rows sampled in one batched call."""
+        from transformers import LogitsProcessorList, StoppingCriteriaList
+
+        loaded, p = req.backend.loaded, req.params
+        prompt_len = len(req.prompt_ids)
+        constraints = build_constraints(
+            p.keyword_mode, tokenizer=loaded.tokenizer, keywords=req.keywords, n=p.n,
+            prompt_len=prompt_len, max_new_tokens=p.max_new_tokens, end_ids=req.backend.end_ids)
+        processors = [GeneratedRepetitionPenalty(p.repetition_penalty, prompt_len), *constraints.processors]
+        input_ids = torch.tensor([req.prompt_ids], device=loaded.device)
+        with torch.inference_mode():
+            out = loaded.model.generate(
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                do_sample=True, temperature=p.temperature, top_k=p.top_k, top_p=p.top_p,
+                max_new_tokens=p.max_new_tokens, num_return_sequences=p.n,
+                eos_token_id=req.backend.end_ids, pad_token_id=req.backend.end_ids[0],
+                logits_processor=LogitsProcessorList(processors),
+                stopping_criteria=StoppingCriteriaList([StopFlag(stop), *constraints.stopping]),
+                max_time=p.max_seconds, streamer=streamer,
+            )
+        return out
+
+    def _decode(self, backend: _Backend, ids: Sequence[int]) -> str:
+        return decode_text(backend.loaded.tokenizer, ids, end_ids=backend.end_ids,
+                           strip_cjk_spaces=backend.strip_cjk_spaces)
+
+    def _finish(self, req: _Request, sequences: torch.Tensor) -> Result:
+        prompt_len = len(req.prompt_ids)
+        new = sequences[:, prompt_len:].tolist()
+        scores = self._scores(req, sequences)
+        cands = []
+        for i, ids in enumerate(new):
+            text = self._decode(req.backend, ids)
+            covered, missing, spans = coverage(text, req.keywords)
+            cands.append(Candidate(text, covered, missing, spans, scores[i], i))
+        # full coverage first, then fewer missing keywords, then fluency
+        cands.sort(key=lambda c: (len(c.missing), -c.score))
+        return Result(cands, model=req.backend.loaded.name, prompt_style=req.backend.loaded.fmt.style,
+                      seed=req.seed, title=req.title, keywords=req.keywords)
+
+    def _scores(self, req: _Request, sequences: torch.Tensor) -> list[float]:
+        """Mean log-probability of each row's generated tokens (through the end token), from
+        one batched forward pass; cheaper than keeping every step's logits."""
+        model, prompt_len = req.backend.loaded.model, len(req.prompt_ids)
+        ends = torch.tensor(req.backend.end_ids, device=sequences.device)
+        new = sequences[:, prompt_len:]
+        if new.shape[1] == 0:
+            return [0.0] * sequences.shape[0]
+        is_end = torch.isin(new, ends)
+        # count tokens up to and including the first end token
+        first_end = torch.where(is_end.any(1), is_end.int().argmax(1), torch.full_like(is_end[:, 0], new.shape[1], dtype=torch.long))
+        lengths = torch.clamp(first_end + 1, max=new.shape[1])
+        with torch.inference_mode():
+            logits = model(sequences, attention_mask=torch.ones_like(sequences)).logits[:, prompt_len - 1:-1].float()  # (n, T_new, V)
+            logp = torch.log_softmax(logits, -1).gather(2, new.unsqueeze(-1)).squeeze(-1)
+        mask = torch.arange(new.shape[1], device=new.device)[None, :] < lengths[:, None]
+        return ((logp * mask).sum(1) / lengths).tolist()
+
+
+def sorted_texts(result: Result, n: int) -> list[str]:
+    """Texts indexed by sample row, as the stream showed them."""
+    texts = [""] * n
+    for c in result:
+        texts[c.index] = c.text
+    return texts
+
+
+class _QueueStreamer:
+    """Receives each step's new token ids (one per row) from generate()."""
+
+    def __init__(self, q: queue.Queue) -> None:
+        self.q, self.prompt_seen = q, False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:  # generate() first hands over the prompt
+            self.prompt_seen = True
+            return
+        self.q.put(value.reshape(-1).tolist())
+
+    def end(self) -> None:
+        pass
