@@ -1,0 +1,137 @@
+import re
+
+import pytest
+
+from textgen import Generator
+from textgen.prompt import PromptFormat
+
+
+@pytest.fixture(scope="module")
+def bpe_gen(bpe_model_dir):
+    return Generator.from_pretrained(str(bpe_model_dir), dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def bert_gen(bert_zh_model_dir):
+    return Generator.from_pretrained(str(bert_zh_model_dir), dtype="float32")
+
+
+def test_same_seed_same_output_and_different_seeds_differ(bpe_gen):
+    a = bpe_gen.generate("Storm", "sea, night", n=3, seed=7, max_new_tokens=24)
+    b = bpe_gen.generate("Storm", "sea, night", n=3, seed=7, max_new_tokens=24)
+    c = bpe_gen.generate("Storm", "sea, night", n=3, seed=8, max_new_tokens=24)
+    assert [x.text for x in a] == [x.text for x in b]
+    assert [x.text for x in a] != [x.text for x in c]
+    assert a.seed == 7 and len(a) == 3
+
+
+def test_random_seed_is_reported_and_reproducible(bpe_gen):
+    first = bpe_gen.generate("Storm", "sea", n=2, max_new_tokens=16)
+    again = bpe_gen.generate("Storm", "sea", n=2, max_new_tokens=16, seed=first.seed)
+    assert [x.text for x in first] == [x.text for x in again]
+
+
+def test_n_candidates_sampled_in_one_batched_call(bpe_gen):
+    model = bpe_gen.backend_for("x", []).model
+    calls = []
+    original = model.generate
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["num_return_sequences"])
+        return original(*args, **kwargs)
+
+    model.generate = counting
+    try:
+        result = bpe_gen.generate("Storm", "sea", n=4, seed=1, max_new_tokens=8)
+    finally:
+        del model.generate
+    assert calls == [4] and len(result) == 4
+
+
+def test_stream_final_equals_generate(any_model_dir):
+    gen = Generator.from_pretrained(str(any_model_dir), dtype="float32")
+    expected = gen.generate("春夜 storm", "月, sea", n=3, seed=3, max_new_tokens=20)
+    events = list(gen.stream("春夜 storm", "月, sea", n=3, seed=3, max_new_tokens=20))
+    assert events[-1].done and not any(e.done for e in events[:-1])
+    final = events[-1].result
+    assert [c.text for c in final] == [c.text for c in expected]
+    assert len(events) >= 2  # text grew over several events
+    assert all(len(e.texts) == 3 for e in events)
+
+
+def test_closing_a_stream_stops_generation(bpe_gen):
+    import threading
+
+    stream = bpe_gen.stream("Storm", "sea", n=2, seed=1, max_new_tokens=200)
+    next(stream)
+    stream.close()
+    assert not [t for t in threading.enumerate() if t.name == "textgen-generate"]
+
+
+def test_output_has_no_prompt_and_no_special_tokens(any_model_dir):
+    gen = Generator.from_pretrained(str(any_model_dir), dtype="float32")
+    fmt = PromptFormat.load(any_model_dir)
+    for seed in range(3):
+        for cand in gen.generate("Unique title", "sea", n=4, seed=seed, max_new_tokens=30):
+            for token in fmt.special_tokens:
+                assert token not in cand.text
+            assert not cand.text.startswith("Unique title")
+
+
+def test_bert_chinese_output_has_no_spaces_between_cjk(bert_gen):
+    texts = [c.text for s in range(4) for c in bert_gen.generate("春夜", "月, 花", n=4, seed=s, max_new_tokens=40)]
+    joined = "\n".join(texts)
+    assert re.search(r"[\u4e00-\u9fff]", joined)
+    assert not re.search(r"[\u4e00-\u9fff] +[\u4e00-\u9fff]", joined)
+
+
+def test_coverage_and_spans_are_consistent(bpe_gen):
+    result = bpe_gen.generate("Storm", "sea, the, a", n=4, seed=2, max_new_tokens=40)
+    for cand in result:
+        assert sorted(cand.covered + cand.missing) == sorted(["sea", "the", "a"])
+        for span in cand.spans:
+            assert cand.text[span.start:span.end].lower() == span.keyword.lower()
+    # full coverage first, then by score
+    keys = [(len(c.missing), -c.score) for c in result]
+    assert keys == sorted(keys)
+
+
+@pytest.mark.parametrize("title, keywords, kwargs, field", [
+    ("", "", {}, "title"),
+    ("   ", [], {}, "title"),
+    ("x" * 201, "", {}, "title"),
+    ("Storm", "", {"max_new_tokens": 256}, "max_new_tokens"),   # prompt + 256 > context 256
+    ("Storm", "", {"temperature": 0}, "temperature"),
+    ("Storm", "", {"top_p": 1.5}, "top_p"),
+    ("Storm", "", {"n": 9}, "n"),
+    ("Storm", ",".join(f"k{i}" for i in range(40)), {}, "keywords"),
+    ("Storm", "", {"beams": 3}, "unknown parameter"),
+])
+def test_bad_requests_name_the_field(bpe_gen, title, keywords, kwargs, field):
+    with pytest.raises(ValueError) as info:
+        bpe_gen.generate(title, keywords, **kwargs)
+    assert str(info.value).startswith(field)
+
+
+def test_prompt_at_context_limit(bpe_gen):
+    """Prompt plus new tokens may fill the context exactly; one token more is refused."""
+    from textgen.prompt import encode_prompt
+
+    loaded = bpe_gen.backend_for("x", [])
+    context = loaded.model.config.n_positions
+    prompt_len = len(encode_prompt(loaded.tokenizer, loaded.fmt, "Storm", ["sea"]))
+    room = context - prompt_len
+    ok = bpe_gen.generate("Storm", "sea", n=1, max_new_tokens=room, seed=0)
+    assert len(ok) == 1
+    with pytest.raises(ValueError, match=rf"max_new_tokens: at most {room} for this prompt"):
+        bpe_gen.generate("Storm", "sea", n=1, max_new_tokens=room + 1)
+    # a title of rare characters (several byte tokens each) overflows the context by itself
+    with pytest.raises(ValueError, match=r"title/keywords: the prompt is \d+ tokens"):
+        bpe_gen.generate("𠀀" * 200, "sea", max_new_tokens=1)
+
+
+def test_plain_fallback_for_models_without_format(plain_bpe_model_dir):
+    gen = Generator.from_pretrained(str(plain_bpe_model_dir), dtype="float32")
+    result = gen.generate("Storm", "sea", n=2, seed=0, max_new_tokens=10)
+    assert result.prompt_style == "plain"
+    assert "<|endoftext|>" not in "".join(c.text for c in result)
