@@ -1,0 +1,476 @@
+"""The web app: handlers as plain functions, then the real server on 127.0.0.1 called through
+gradio_client and plain HTTP (RELIABILITY G1, G5, G6, G8, I3, I9)."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+import httpx  # noqa: E402
+from gradio_client import Client  # noqa: E402
+
+import app  # noqa: E402
+from finetune.registry import ModelRegistry  # noqa: E402
+from textgen import ModelLoadError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+MODES = app.available_keyword_modes()
+# Once keyword guarantees exist, the app must use them; until then "off" keeps these tests useful.
+MODE = "guaranteed" if "guaranteed" in MODES else "off"
+SMALL = dict(n=2, max_new_tokens=24, temperature=0.9, top_k=30, top_p=0.9, repetition_penalty=1.2)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(demo: gr.Blocks, registry: ModelRegistry) -> str:
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
+                            quiet=True, **app.launch_kwargs(registry))
+    return url
+
+
+@pytest.fixture(scope="module")
+def registry(bpe_model_dir, bert_zh_model_dir, tmp_path_factory) -> ModelRegistry:
+    return ModelRegistry(tmp_path_factory.mktemp("home"), extra=[bpe_model_dir, bert_zh_model_dir],
+                         builtins=False)
+
+
+@pytest.fixture(scope="module")
+def handlers(registry) -> app.GenerateHandlers:
+    return app.GenerateHandlers(registry)
+
+
+@pytest.fixture(scope="module")
+def server(registry):
+    demo = app.build_app(registry, queue_size=8)
+    url = launch(demo, registry)
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server) -> Client:
+    return Client(server, verbose=False)
+
+
+def ui_args(model, title="Storm", keywords=("sea", "night"), mode=MODE, seed=3, **over):
+    values = {**SMALL, **over}
+    return [model, title, list(keywords), mode, values["n"], values["max_new_tokens"], values["temperature"],
+            values["top_k"], values["top_p"], values["repetition_penalty"], seed, seed is None]
+
+
+# -- plain functions ------------------------------------------------------------------------
+def test_keyword_list_keeps_tags_whole_and_splits_pasted_lists():
+    assert app.keyword_list(["long road", "sea"]) == ["long road", "sea"]
+    assert app.keyword_list(["月, 花、雨", "sea；night"]) == ["月", "花", "雨", "sea", "night"]
+    assert app.keyword_list("sea night") == ["sea", "night"]  # a plain string splits like the CLI
+    assert app.keyword_list("long road, sea") == ["long road", "sea"]
+    assert app.keyword_list(["Sea", "sea", " "]) == ["Sea"]
+    assert app.keyword_list(None) == []
+    for bad in ([1, 2], [f"k{i}" for i in range(40)], {"a": 1}, 7):
+        with pytest.raises(ValueError, match="keywords: "):
+            app.keyword_list(bad)
+
+
+@pytest.mark.parametrize("change, field", [
+    (dict(title="x" * 1_000_000), "title"),
+    (dict(title="   ", keywords=[]), "title"),
+    (dict(title=5), "title"),
+    (dict(keywords=[f"k{i}" for i in range(10_000)]), "keywords"),
+    (dict(keywords=["x" * 41]), "keywords"),
+    (dict(max_new_tokens=1e9), "max_new_tokens"),
+    (dict(max_new_tokens=0), "max_new_tokens"),
+    (dict(max_new_tokens=-1), "max_new_tokens"),
+    (dict(max_new_tokens="12"), "max_new_tokens"),
+    (dict(temperature=0), "temperature"),
+    (dict(temperature=float("nan")), "temperature"),
+    (dict(top_p=1.5), "top_p"),
+    (dict(n=99), "n"),
+    (dict(repetition_penalty=0.5), "repetition_penalty"),
+    (dict(seed=-1), "seed"),
+    (dict(keyword_mode="always"), "keyword_mode"),
+])
+def test_check_request_names_the_field(change, field):
+    values = dict(title="Storm", keywords=["sea"], keyword_mode="off", **SMALL)
+    values.update(change)
+    with pytest.raises(gr.Error) as info:
+        app.check_request(values.pop("title"), values.pop("keywords"), values.pop("keyword_mode"),
+                          modes=["off"], **values)
+    assert info.value.message.startswith(f"{field}:")
+    assert len(info.value.message) < 300
+
+
+def test_unavailable_mode_is_refused_by_name():
+    with pytest.raises(gr.Error, match="keyword_mode: 'guaranteed' is not available"):
+        app.check_request("Storm", ["sea"], "guaranteed", modes=["off"], **SMALL)
+
+
+def test_html_is_escaped():
+    evil = '<img src=x onerror="alert(1)"> ${alert(2)} {{value}} & sea'
+    out = app.render_card("#1", evil, ["sea", "<b>"])
+    assert "<img" not in out and "<b>" not in out and "${" not in out and "{{" not in out
+    assert "&lt;img" in out and '<mark class="tg-kw" title="sea">sea</mark>' in out
+    assert "&lt;b&gt;" in out  # the missing keyword chip, escaped
+
+
+def test_highlight_marks_each_keyword_once_and_skips_overlaps():
+    from textgen.coverage import coverage
+
+    text = "The sea at night; seas again."
+    _, _, spans = coverage(text, ["sea", "seat", "night", "the"])
+    out = app.highlight(text, spans)
+    assert out.count("<mark") == 3
+    assert '<mark class="tg-kw" title="the">The</mark>' in out
+
+
+def test_stream_handler_yields_growing_cards_then_ranked_result(handlers, registry):
+    model = registry.default_id()
+    updates = list(handlers.stream(*ui_args(model)))
+    cards, best, status, seed = updates[-1]
+    assert cards.count('class="tg-rank"') == 2 and "#1" in cards and "best 最佳" in cards
+    assert isinstance(best, str) and best
+    assert "seed 3" in status and seed == 3
+    assert any("Candidate 1 候选 1" in u[0] for u in updates if isinstance(u[0], str))
+    if MODE == "guaranteed":
+        assert cards.count('<mark class="tg-kw"') == 4 and "2/2 keywords" in cards
+
+
+def test_stream_handler_random_seed_is_returned(handlers, registry):
+    *_, last = handlers.stream(*ui_args(registry.default_id(), seed=None))
+    assert isinstance(last[3], int) and f"seed {last[3]}" in last[2]
+
+
+def test_stream_handler_reports_loading_then_uses_the_cache(bpe_model_dir, tmp_path):
+    reg = ModelRegistry(tmp_path, extra=[bpe_model_dir], builtins=False, hub=False)
+    h = app.GenerateHandlers(reg, modes=MODES)
+    first = list(h.stream(*ui_args(reg.default_id())))
+    assert "Loading" in first[0][2]
+    gen = reg.get(reg.default_id())
+    second = list(h.stream(*ui_args(reg.default_id())))
+    assert not any(isinstance(u[2], str) and "Loading" in u[2] for u in second)
+    assert reg.get(reg.default_id()) is gen
+
+
+def test_stream_handler_errors(handlers, registry):
+    with pytest.raises(gr.Error, match="model: unknown model"):
+        next(handlers.stream(*ui_args("../../etc/passwd")))
+    with pytest.raises(gr.Error, match="title: 1000000 characters"):
+        next(handlers.stream(*ui_args(registry.default_id(), title="x" * 1_000_000)))
+
+
+def test_prompt_too_long_for_the_model_is_a_clear_error(handlers, registry):
+    # the tiny model reads 256 positions; 250 new tokens leave too little room for the prompt
+    with pytest.raises(gr.Error, match="max_new_tokens: at most"):
+        list(handlers.stream(*ui_args(registry.default_id(), max_new_tokens=250)))
+
+
+def test_offline_hub_model_is_a_clear_error(tmp_path):
+    def offline(entry):
+        raise ModelLoadError(f"model: could not reach the Hugging Face Hub for {entry.source!r} "
+                             "(no network: choose a built-in model or a local folder)")
+
+    h = app.GenerateHandlers(ModelRegistry(tmp_path, builtins=False, loader=offline), modes=["off"])
+    stream = h.stream(*ui_args("gpt2", mode="off"))
+    next(stream)  # "Loading …"
+    with pytest.raises(gr.Error, match="no network"):
+        next(stream)
+
+
+class _EndlessGenerator:
+    """Streams forever until closed, like a long generation; records that it was closed."""
+
+    name = "endless"
+
+    def __init__(self):
+        self.closed = threading.Event()
+
+    def stream(self, title, keywords, params):
+        from textgen.generator import StreamEvent
+
+        try:
+            while True:
+                yield StreamEvent(["tick"] * params.n)
+                time.sleep(0.01)
+        finally:
+            self.closed.set()
+
+
+def test_closing_the_handler_stops_the_stream(tmp_path, monkeypatch):
+    endless = _EndlessGenerator()
+    h = app.GenerateHandlers(ModelRegistry(tmp_path, builtins=False, loader=lambda e: endless), modes=["off"])
+    monkeypatch.setattr(app, "STREAM_EVERY_S", 0)
+    stream = h.stream(*ui_args("gpt2", mode="off"))
+    for update in stream:
+        if isinstance(update[0], str) and "tick" in update[0]:
+            break
+    assert not endless.closed.is_set()
+    stream.close()  # what gradio does on Stop or when the tab goes away
+    assert endless.closed.wait(2)
+
+
+def test_switching_models_mid_request_finishes_on_the_old_model(bpe_model_dir, bert_zh_model_dir, tmp_path,
+                                                                monkeypatch):
+    reg = ModelRegistry(tmp_path, extra=[bpe_model_dir, bert_zh_model_dir], builtins=False, hub=False,
+                        cache_size=1)
+    h = app.GenerateHandlers(reg, modes=MODES)
+    monkeypatch.setattr(app, "STREAM_EVERY_S", 0)
+    first, other = [e.id for e in reg.entries()]
+    stream = h.stream(*ui_args(first, max_new_tokens=40))
+    for update in stream:
+        if isinstance(update[0], str) and "Candidate 1" in update[0]:
+            break
+    reg.get(other)  # another user switches: the cache (size 1) drops our model
+    assert reg.cached_ids() == [other]
+    *_, last = stream
+    assert bpe_model_dir.name in last[2]
+
+
+def test_split_tags_and_refresh_models(registry, bpe_model_dir, tmp_path):
+    update = app.GenerateHandlers.split_tags(["月, 花", "long road"])
+    assert update["value"] == ["月", "花", "long road"]
+    reg = ModelRegistry(tmp_path, builtins=False, hub=False)
+    h = app.GenerateHandlers(reg, modes=["off"])
+    import shutil
+
+    shutil.copytree(bpe_model_dir, tmp_path / "ft")
+    model_id = reg.register_finetuned(tmp_path / "ft", "mine", owner="alice")
+
+    class Req:
+        username, session_hash = None, "alice"
+
+    assert h.refresh_models(Req())["choices"] == [("mine", model_id)]
+    assert h.refresh_models(None)["choices"] == []
+
+
+def test_build_app_loads_no_model(tmp_path):
+    def forbidden(entry):
+        raise AssertionError("build_app must not load a model")
+
+    demo = app.build_app(ModelRegistry(tmp_path, builtins=False, loader=forbidden), modes=["off"])
+    assert isinstance(demo, gr.Blocks)
+
+
+# -- the real server -------------------------------------------------------------------------
+def test_api_generate_returns_candidates(client, registry):
+    out = client.predict(title="Storm", keywords=["sea", "long road"], api_name="/generate",
+                         keyword_mode=MODE, seed=5, **SMALL)
+    assert out["keywords"] == ["sea", "long road"] and out["seed"] == 5
+    assert len(out["candidates"]) == 2
+    for cand in out["candidates"]:
+        assert set(cand) == {"text", "covered", "missing", "score"}
+        if MODE == "guaranteed":
+            assert cand["missing"] == []
+    again = client.predict(title="Storm", keywords="sea, long road", api_name="/generate",
+                           keyword_mode=MODE, seed=5, **SMALL)
+    assert again["candidates"] == out["candidates"]
+
+
+def test_api_only_title_and_keywords_needed(client, registry):
+    info = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/generate"]
+    required = [p["parameter_name"] for p in info["parameters"] if not p["parameter_has_default"]]
+    assert required == ["title"]
+    defaults = {p["parameter_name"]: p["parameter_default"] for p in info["parameters"]}
+    assert defaults["model"] == registry.default_id() and defaults["keyword_mode"] == MODES[0]
+    out = client.predict(title="春夜", keywords=["月"], max_new_tokens=8, api_name="/generate")
+    assert out["model"] == Path(registry.resolve(registry.default_id()).source).name
+    assert len(out["candidates"]) == app.SPECS["n"]["default"]
+
+
+def test_api_model_by_id_and_label(client, registry, bert_zh_model_dir):
+    zh = next(e for e in registry.entries() if Path(e.source) == bert_zh_model_dir.resolve())
+    for key in (zh.id, zh.label):
+        out = client.predict(title="春夜", keywords="月、花", model=key, api_name="/generate", **SMALL)
+        assert out["model"] == bert_zh_model_dir.name and out["keywords"] == ["月", "花"]
+
+
+@pytest.mark.parametrize("change, field", [
+    (dict(title="x" * 1_000_000), "title:"),
+    (dict(max_new_tokens=1e9), "max_new_tokens:"),
+    (dict(temperature=0), "temperature:"),
+    (dict(top_p=1.5), "top_p:"),
+    (dict(n="3"), "n:"),
+    (dict(keywords=[f"k{i}" for i in range(10_000)]), "keywords:"),
+    (dict(model="../../etc/passwd"), "model: unknown model"),
+    (dict(model=str(Path.home())), "model: unknown model"),
+    (dict(model="openai-community/gpt2"), "model: unknown model"),
+    (dict(model="gpt2"), "no network"),
+])
+def test_api_bad_inputs_get_errors_naming_the_field(client, change, field):
+    values = dict(title="Storm", keywords=["sea"], keyword_mode="off", max_new_tokens=8)
+    values.update(change)
+    with pytest.raises(Exception) as info:
+        client.predict(api_name="/generate", **values)
+    assert field in str(info.value)
+
+
+@pytest.mark.parametrize("path", [
+    "gradio_api/file=/etc/passwd",
+    "gradio_api/file=../../../../etc/passwd",
+    "gradio_api/file=..%2f..%2f..%2f..%2fetc%2fpasswd",
+    "gradio_api/file=//localhost/etc/passwd",
+    "gradio_api/file=/ETC/PASSWD",
+    f"gradio_api/file={ROOT / 'app.py'}",
+    f"gradio_api/file={ROOT / 'app.py'}".replace("/", "%2f"),
+    "gradio_api/file=app.py",
+    "gradio_api/file=.git/config",
+    "static/..%2f..%2fapp.py",
+])
+def test_file_route_traversal_refused(server, path):
+    resp = httpx.get(server + path, follow_redirects=False)
+    assert resp.status_code in (400, 403, 404), (path, resp.status_code)
+    assert "root:" not in resp.text and "import gradio" not in resp.text and "[core]" not in resp.text
+
+
+def test_model_files_in_the_data_folder_are_not_served(server, registry):
+    registry.home.mkdir(parents=True, exist_ok=True)
+    secret = registry.home / "secret.txt"
+    secret.write_text("do not serve")
+    resp = httpx.get(f"{server}gradio_api/file={secret}")
+    assert resp.status_code in (403, 404) and "do not serve" not in resp.text
+
+
+def test_rest_calls_cannot_skip_the_queue(server):
+    for route in ("gradio_api/api/generate", "gradio_api/run/generate", "gradio_api/api/predict"):
+        resp = httpx.post(server + route, json={"data": ["Storm", ["sea"]]})
+        assert resp.status_code != 200, route
+        assert "candidates" not in resp.text
+
+
+def test_no_cors_for_other_origins(server):
+    for origin in ("https://evil.example", "null"):
+        resp = httpx.get(server + "config", headers={"Origin": origin})
+        assert "access-control-allow-origin" not in {k.lower() for k in resp.headers}
+
+
+def test_page_is_served_with_both_languages(server):
+    resp = httpx.get(server + "config")
+    text = resp.text
+    for label in ("Title 标题", "Keywords 关键词", "Generate 生成", "Examples 示例"):
+        assert label in text
+
+
+class _Blocking:
+    """A generator that holds its worker until released: fills the queue deterministically."""
+
+    def __init__(self, release: threading.Event):
+        self.release = release
+
+    def generate(self, title, keywords, params):
+        from textgen.generator import Result
+
+        assert self.release.wait(60)
+        return Result([], model="blocking", prompt_style="plain", seed=0, title=title, keywords=[])
+
+
+def test_full_queue_refuses_at_once_and_earlier_jobs_finish(tmp_path):
+    release = threading.Event()
+    reg = ModelRegistry(tmp_path, builtins=False, loader=lambda e: _Blocking(release))
+    demo = app.build_app(reg, queue_size=2, concurrency=1, modes=["off"])
+    url = launch(demo, reg)
+    try:
+        client = Client(url, verbose=False)
+        jobs = [client.submit(title=f"t{i}", keywords="sea", api_name="/generate") for i in range(6)]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and sum(j.done() for j in jobs) < 3:
+            time.sleep(0.1)
+        refused = [j for j in jobs if j.done()]
+        assert len(refused) == 3, "1 running + 2 waiting; the other 3 must be refused before any finishes"
+        for job in refused:
+            with pytest.raises(Exception, match="Queue is full"):
+                job.result()
+        release.set()
+        finished = [j.result(timeout=30) for j in jobs if j not in refused]
+        assert len(finished) == 3 and all(r["title"].startswith("t") for r in finished)
+    finally:
+        release.set()
+        demo.close()
+
+
+def test_python_app_py_starts_in_seconds(tmp_path, bpe_model_dir):
+    port = free_port()
+    env = {**os.environ, "TEXTGEN_EXTRA_MODELS": str(bpe_model_dir), "TEXTGEN_HOME": str(tmp_path),
+           "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+           "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        while time.monotonic() - started < 90:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                if httpx.get(url + "config", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        took = time.monotonic() - started
+        assert took < 90, "the server did not come up"
+        out = Client(url, verbose=False).predict(title="Storm", keywords="sea", max_new_tokens=6, n=1,
+                                                 api_name="/generate")
+        assert out["model"] == bpe_model_dir.name
+        print(f"python app.py answered after {took:.1f} s")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_zerogpu_path_hands_the_gpu_function_ids_not_models(bpe_model_dir, tmp_path, monkeypatch):
+    calls = []
+
+    class FakeSpaces:
+        @staticmethod
+        def GPU(duration=None):
+            def wrap(fn):
+                def run(*args):
+                    calls.append((fn.__name__, args, duration))
+                    return fn(*args)
+                return run
+            return wrap
+
+    monkeypatch.setattr(app, "spaces", FakeSpaces)
+    reg = ModelRegistry(tmp_path, extra=[bpe_model_dir], builtins=False, hub=False)
+    h = app.GenerateHandlers(reg, modes=MODES)
+    *_, last = h.stream(*ui_args(reg.default_id()))
+    out = h.generate(reg.default_id(), "Storm", ["sea"], MODE, None, **SMALL)
+    assert "seed 3" in last[2] and len(out["candidates"]) == 2
+    assert [name for name, _, _ in calls] == ["_stream_by_id", "_generate_by_id"]
+    for _, args, duration in calls:
+        assert args[0] == reg.default_id() and duration == app.GPU_SECONDS
+        assert all(isinstance(a, (str, type(None), app.GenerationParams)) for a in args)
+
+
+def test_finetune_tab_plugs_in(tmp_path, monkeypatch):
+    import importlib.machinery
+    import types
+
+    seen = {}
+    fake = types.ModuleType("finetune.ui")
+    fake.__spec__ = importlib.machinery.ModuleSpec("finetune.ui", None)
+
+    def build_tab(*, registry, generate):
+        seen.update(registry=registry, generate=generate)
+        with gr.Tab("Fine-tune 微调"):
+            gr.Button("Train").click(generate.refresh_models, None, generate.model)
+
+    fake.build_tab = build_tab
+    monkeypatch.setitem(sys.modules, "finetune.ui", fake)
+    reg = ModelRegistry(tmp_path, builtins=False)
+    demo = app.build_app(reg, modes=["off"])
+    assert seen["registry"] is reg and isinstance(seen["generate"].model, gr.Dropdown)
+    assert "Fine-tune 微调" in str(demo.config)
+    assert "Fine-tune 微调" not in str(app.build_app(reg, modes=["off"], finetune_tab=False).config)

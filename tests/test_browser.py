@@ -1,0 +1,270 @@
+"""The page in a real browser: Debian's Chromium driven by Playwright (never a downloaded one).
+
+Screenshots land in tests/screenshots/ (gitignored) for a human to look at.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium)")
+SHOTS = Path(__file__).resolve().parent / "screenshots"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def registry(bpe_model_dir, bert_zh_model_dir, tmp_path_factory):
+    from finetune.registry import ModelRegistry
+
+    return ModelRegistry(tmp_path_factory.mktemp("home"), extra=[bpe_model_dir, bert_zh_model_dir],
+                         builtins=False)
+
+
+@pytest.fixture(scope="module")
+def server(registry):
+    import app
+
+    demo = app.build_app(registry)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                            **app.launch_kwargs(registry))
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.rstrip("/"))
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(server)
+    page.wait_for_selector("#tg-title textarea, #tg-title input")
+    yield page
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def title_box(page):
+    return page.locator("#tg-title textarea, #tg-title input").first
+
+
+def add_tags(page, *entries: str) -> None:
+    box = page.locator("#tg-keywords input").first
+    box.click()
+    for entry in entries:
+        box.fill(entry)
+        box.press("Enter")
+
+
+def tags(page) -> list[str]:
+    return [t.strip() for t in page.locator("#tg-keywords .token").all_inner_texts()]
+
+
+def set_slider(page, name: str, value: int) -> None:
+    number = page.locator(f"#tg-{name} input[type=number]").first
+    number.wait_for(state="visible")
+    number.fill(str(value))
+    number.press("Enter")
+    number.blur()
+    page.wait_for_function(
+        f"document.querySelector('#tg-{name} input[type=range]').value === '{value}'")
+
+
+def generate_and_wait(page) -> None:
+    page.locator("#tg-generate").click()
+    page.wait_for_function("document.querySelector('#tg-status').innerText.includes('seed')")
+
+
+def open_sampling(page) -> None:
+    page.get_by_text("Sampling 采样设置").click()
+
+
+def guaranteed_available() -> bool:
+    import app
+
+    return "guaranteed" in app.available_keyword_modes()
+
+
+def test_title_tags_generate_highlight(page):
+    title_box(page).fill("The Storm")
+    add_tags(page, "sea", "night", "long road, lightning")
+    page.wait_for_function("document.querySelectorAll('#tg-keywords .token').length === 4")
+    assert tags(page) == ["sea", "night", "long road", "lightning"]  # the pasted list was split
+    page.locator("#tg-keywords .token", has_text="night").locator(".token-remove").click()
+    page.wait_for_function("document.querySelectorAll('#tg-keywords .token').length === 3")
+    assert tags(page) == ["sea", "long road", "lightning"]
+    open_sampling(page)
+    set_slider(page, "max_new_tokens", 60)
+    generate_and_wait(page)
+    cards = page.locator("#tg-cards .tg-card")
+    assert cards.count() == 3
+    assert page.locator("#tg-cards .tg-best").count() == 1
+    best = page.locator("#tg-best textarea").input_value()
+    assert best and best in page.locator("#tg-cards .tg-text").first.inner_text()
+    if guaranteed_available():
+        for i in range(3):
+            marked = {m.lower() for m in cards.nth(i).locator("mark.tg-kw").all_inner_texts()}
+            assert marked == {"sea", "long road", "lightning"}
+            assert "3/3" in cards.nth(i).inner_text()
+    else:
+        assert page.locator("#tg-cards .tg-summary").count() == 3
+    shot(page, "generate-en")
+
+
+def test_chinese_example_with_other_model(page, registry, bert_zh_model_dir):
+    page.locator(".gallery-item, tr.tr-body, button", has_text="春夜").first.click()
+    page.wait_for_function("document.querySelectorAll('#tg-keywords .token').length === 3")
+    assert title_box(page).input_value() == "春夜" and tags(page) == ["月", "花", "雨"]
+    label = next(label for label, _ in registry.choices() if label.startswith(bert_zh_model_dir.name))
+    page.locator("#tg-model input").first.click()
+    page.get_by_role("option", name=label).click()
+    open_sampling(page)
+    set_slider(page, "max_new_tokens", 40)
+    set_slider(page, "n", 2)
+    generate_and_wait(page)
+    assert bert_zh_model_dir.name in page.locator("#tg-status").inner_text()
+    assert page.locator("#tg-cards .tg-card").count() == 2
+    if guaranteed_available():
+        assert set(page.locator("#tg-cards .tg-card").first.locator("mark.tg-kw").all_inner_texts()) == {"月", "花", "雨"}
+    shot(page, "generate-zh")
+
+
+def test_copy_button_copies_the_card_text(page):
+    title_box(page).fill("Storm")
+    add_tags(page, "sea")
+    generate_and_wait(page)
+    first = page.locator("#tg-cards .tg-card").first
+    first.locator(".tg-copy").click()
+    page.wait_for_function("document.querySelector('#tg-cards .tg-copy').innerText.includes('Copied')")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied == first.locator(".tg-text").inner_text()
+
+
+def test_markup_in_keywords_is_shown_as_text(page):
+    evil = "<img src=x onerror=window.__pwned=1>"
+    title_box(page).fill("<b>bold</b> ${1+1}")
+    add_tags(page, evil)
+    open_sampling(page)
+    set_slider(page, "max_new_tokens", 40)
+    generate_and_wait(page)
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("#tg-cards img").count() == 0
+    assert evil in page.locator("#tg-cards").inner_text()
+
+
+def test_input_errors_are_shown(page):
+    add_tags(page, "sea")
+    page.locator("#tg-keywords .token-remove").first.click()
+    page.locator("#tg-generate").click()
+    message = page.get_by_text(re.compile("title: give a title or at least one keyword")).first
+    message.wait_for()
+    page.wait_for_timeout(500)  # let the toast finish sliding in
+    shot(page, "error")
+
+
+def test_stop_then_generate_again(page):
+    title_box(page).fill("Storm")
+    add_tags(page, "sea")
+    open_sampling(page)
+    set_slider(page, "max_new_tokens", 200)
+    set_slider(page, "n", 8)
+    page.locator("#tg-generate").click()
+    page.locator("#tg-stop").click()
+    set_slider(page, "max_new_tokens", 20)
+    set_slider(page, "n", 1)
+    generate_and_wait(page)  # the queue slot was freed: the next job runs
+    assert page.locator("#tg-cards .tg-card").count() == 1
+
+
+def test_narrow_and_dark(browser, server):
+    context = browser.new_context(viewport={"width": 420, "height": 900}, color_scheme="dark")
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(server + "?__theme=dark")
+        page.wait_for_selector("#tg-title textarea, #tg-title input")
+        title_box(page).fill("夏日海边")
+        add_tags(page, "海浪、沙滩")
+        generate_and_wait(page)
+        assert page.locator("#tg-cards .tg-card").count() == 3
+        shot(page, "narrow-dark")
+    finally:
+        context.close()
+
+
+class _Endless:
+    """Streams "tick" until closed: lets the test click Stop mid-stream for certain."""
+
+    def __init__(self):
+        import threading
+
+        self.closed = threading.Event()
+
+    def stream(self, title, keywords, params):
+        import time
+
+        from textgen.generator import StreamEvent
+
+        try:
+            count = 0
+            while True:
+                count += 1
+                yield StreamEvent([f"tick {count}"] * params.n)
+                time.sleep(0.02)
+        finally:
+            self.closed.set()
+
+
+def test_stop_cancels_a_running_stream(browser, tmp_path):
+    import app
+    from finetune.registry import ModelRegistry
+
+    endless = _Endless()
+    reg = ModelRegistry(tmp_path, builtins=False, loader=lambda entry: endless)
+    demo = app.build_app(reg, modes=["off"])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                            **app.launch_kwargs(reg))
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(url)
+        title_box(page).fill("Storm")
+        page.locator("#tg-generate").click()
+        page.wait_for_function("document.querySelector('#tg-cards').innerText.includes('tick')")
+        assert not endless.closed.is_set()
+        page.locator("#tg-stop").click()
+        assert endless.closed.wait(10), "Stop did not end the generation"
+    finally:
+        context.close()
+        demo.close()
