@@ -13,6 +13,8 @@ from textgen.params import GenerationParams, param_specs
     ("Storm, storm, STORM, sea", ["Storm", "sea"]),         # Latin de-duplicated case-insensitively
     ("  , ,, 月 ,", ["月"]),                                 # empties dropped, trimmed
     (["sea", "night, moon", "  "], ["sea", "night", "moon"]),
+    (["long road", "sea"], ["long road", "sea"]),              # list items keep their spaces
+    (parse_keywords("long road, sea"), ["long road", "sea"]),  # parsing twice changes nothing
     ("", []),
     (None, []),
     ("a\u200bb, c", ["ab", "c"]),                           # zero-width characters removed

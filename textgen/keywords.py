@@ -31,11 +31,11 @@ def _dedupe_key(word: str) -> str:
     return word.casefold() if _is_latin(word) else word
 
 
-def _split(raw: str) -> list[str]:
+def _split(raw: str, *, whitespace: bool = True) -> list[str]:
     raw = _INVISIBLE.sub("", unicodedata.normalize("NFC", raw))
     if _SEPARATORS.search(raw):
         return _SEPARATORS.split(raw)
-    return raw.split()
+    return raw.split() if whitespace else [raw]
 
 
 def parse_keywords(
@@ -57,7 +57,8 @@ def parse_keywords(
         for item in keywords:
             if not isinstance(item, str):
                 raise ValueError(f"keywords: each keyword must be text, got {type(item).__name__}")
-            parts.extend(_split(item))
+            # a list item is one keyword ("long road") unless it holds explicit separators
+            parts.extend(_split(item, whitespace=False))
     seen: set[str] = set()
     result: list[str] = []
     for part in parts:
