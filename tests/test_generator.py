@@ -75,6 +75,7 @@ def test_output_has_no_prompt_and_no_special_tokens(any_model_dir):
         for cand in gen.generate("Unique title", "sea", n=4, seed=seed, max_new_tokens=30):
             for token in fmt.special_tokens:
                 assert token not in cand.text
+            assert "\ufffd" not in cand.text  # no half characters from byte-level tokens
             assert not cand.text.startswith("Unique title")
 
 

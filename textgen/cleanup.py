@@ -41,6 +41,9 @@ def decode_text(tokenizer, ids: Sequence[int], *, end_ids: Iterable[int], strip_
     """Decode new ids into the text a reader sees."""
     text = tokenizer.decode(cut_at_end(ids, end_ids), skip_special_tokens=True,
                             clean_up_tokenization_spaces=False)
+    # Byte-level BPE can emit half of a multi-byte character (mid-stream, or from a weak model);
+    # it decodes to U+FFFD, which a reader should never see.
+    text = text.replace("\ufffd", "")
     if strip_cjk_spaces:
         text = _SPACE_BETWEEN_CJK.sub("", text)
         text = _SPACE_CJK_LATIN.sub("", text)
