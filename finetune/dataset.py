@@ -1,0 +1,195 @@
+"""Training examples: rows tokenised once, long texts cut into windows, keywords augmented.
+
+>>> ds = ExampleDataset(rows, tokenizer, PromptFormat(), max_length=512, augment=True, seed=0)  # doctest: +SKIP
+>>> ds.set_epoch(1); ds[0].keys()                          # doctest: +SKIP
+dict_keys(['input_ids', 'labels'])
+>>> batch = Collator(pad_id)([ds[0], ds[1]])               # doctest: +SKIP  padded to the longer one
+
+Every example is ``prompt + text`` exactly as `textgen.prompt.encode_example` lays it out, so
+training and generation agree token for token.
+
+Windows. A text longer than ``max_length`` minus its prompt becomes several windows, each
+with the row's title and keywords in front. Window k > 0 also shows the last `overlap` text
+tokens of window k-1 as context; those, like the prompt and the padding, carry label -100, so
+every text token is trained exactly once and never without some context.
+
+Keyword augmentation. Each time a row is used it gets k ~ uniform{0..n} of its n keywords,
+drawn without replacement in random order, from an RNG keyed by (seed, epoch, index): the
+same run sees the same subsets, whatever the worker or resume point, and a model learns
+to write from any subset of keywords, including none, in any order.
+"""
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from textgen.prompt import PromptFormat, encode_example
+
+IGNORE_INDEX = -100  # label of tokens the loss skips (torch's cross_entropy default)
+MIN_TEXT_TOKENS = 16  # a prompt must leave at least this many tokens of a window for text
+PROMPT_TOO_LONG = "title and keywords leave no room for text within max_length"
+
+
+@dataclass(frozen=True)
+class Window:
+    """A slice of one row's text tokens: body[context:end] is shown, body[start:end] trained."""
+
+    row: int
+    context: int
+    start: int
+    end: int
+
+
+def plan_windows(n_text: int, budget: int, overlap: int) -> list[tuple[int, int, int]]:
+    """(context, start, end) of the windows covering `n_text` tokens, `budget` tokens each.
+
+    >>> plan_windows(10, 4, 1)
+    [(0, 0, 4), (3, 4, 7), (6, 7, 10)]
+    >>> plan_windows(3, 4, 1)
+    [(0, 0, 3)]
+    """
+    assert budget > overlap >= 0, (budget, overlap)
+    spans = [(0, 0, min(n_text, budget))]
+    while spans[-1][2] < n_text:
+        start = spans[-1][2]
+        context = start - overlap
+        spans.append((context, start, min(n_text, context + budget)))
+    return spans
+
+
+class ExampleDataset(Dataset):
+    """Windows of tokenised rows; items are ``{"input_ids": [...], "labels": [...]}``.
+
+    rows: objects with ``title``, ``keywords`` (list of str) and ``text`` (`finetune.data.Row`).
+    augment: draw a fresh keyword subset per use (training); else all keywords in order (eval).
+    train_on_prompt: also compute the loss on the title and keywords.
+    """
+
+    def __init__(self, rows: Sequence[Any], tokenizer, fmt: PromptFormat, max_length: int, *,
+                 augment: bool, seed: int = 0, train_on_prompt: bool = False,
+                 overlap: int | None = None) -> None:
+        self.rows, self.tokenizer, self.fmt = list(rows), tokenizer, fmt
+        self.max_length, self.augment, self.seed = max_length, augment, seed
+        self.train_on_prompt = train_on_prompt
+        self.epoch = 0
+        self.prompts: list[list[int]] = []  # full-keyword prompt of each row
+        self.bodies: list[list[int]] = []  # text tokens of each row, [EOS] included
+        self.windows: list[Window] = []
+        self.lengths: list[int] = []  # tokens of each window with all keywords, for grouping
+        self.dropped: Counter[str] = Counter()  # reason -> rows
+        self.rows_split = 0  # rows whose text needed more than one window
+        for index, row in enumerate(self.rows):
+            self._add_row(index, row, overlap)
+
+    def _add_row(self, index: int, row: Any, overlap: int | None) -> None:
+        ids, text_start = encode_example(self.tokenizer, self.fmt, row.title, row.keywords, row.text)
+        prompt, body = ids[:text_start], ids[text_start:]
+        self.prompts.append(prompt)
+        self.bodies.append(body)
+        budget = self.max_length - len(prompt)
+        if budget < MIN_TEXT_TOKENS:
+            self.dropped[PROMPT_TOO_LONG] += 1
+            return
+        lap = min(budget // 4, 128) if overlap is None else min(overlap, budget - 1)
+        spans = plan_windows(len(body), budget, lap)
+        self.rows_split += len(spans) > 1
+        for context, start, end in spans:
+            self.windows.append(Window(index, context, start, end))
+            self.lengths.append(len(prompt) + end - context)
+
+    # -- torch Dataset ------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Keyword subsets depend on the epoch: each pass over the data draws new ones."""
+        self.epoch = epoch
+
+    def __getitem__(self, index: int) -> dict[str, list[int]]:
+        w = self.windows[index]
+        row = self.rows[w.row]
+        prompt = self.prompts[w.row]
+        shown = w.end - w.context
+        if self.augment and row.keywords:
+            drawn = self._prompt(row.title, self.draw_keywords(row.keywords, index))
+            if len(drawn) + shown <= self.max_length:  # BPE merges could, in theory, make it longer
+                prompt = drawn
+        body = self.bodies[w.row]
+        prompt_labels = list(prompt) if self.train_on_prompt else [IGNORE_INDEX] * len(prompt)
+        return {
+            "input_ids": prompt + body[w.context:w.end],
+            "labels": prompt_labels + [IGNORE_INDEX] * (w.start - w.context) + body[w.start:w.end],
+        }
+
+    def draw_keywords(self, keywords: Sequence[str], index: int) -> list[str]:
+        """k ~ uniform{0..n} of the keywords, in random order; fixed by (seed, epoch, index)."""
+        rng = random.Random((self.seed * 1_000_003 + self.epoch) * 1_000_003 + index)
+        return rng.sample(list(keywords), rng.randint(0, len(keywords)))
+
+    def _prompt(self, title: str, keywords: list[str]) -> list[int]:
+        ids, _ = encode_example(self.tokenizer, self.fmt, title, keywords, "", add_eos=False)
+        return ids
+
+    # -- statistics ---------------------------------------------------------------------------
+    @property
+    def rows_used(self) -> int:
+        return len(self.rows) - sum(self.dropped.values())
+
+    def text_tokens(self) -> int:
+        """Text tokens trained per epoch (each once, whatever the windows)."""
+        return sum(w.end - w.start for w in self.windows)
+
+
+@dataclass
+class Collator:
+    """Pads a batch to its longest example (not to max_length): padding is [PAD], label -100."""
+
+    pad_id: int
+    pad_to_multiple_of: int | None = None  # 8 helps tensor cores on GPUs
+
+    def __call__(self, features: Sequence[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        longest = max(len(f["input_ids"]) for f in features)
+        if self.pad_to_multiple_of:
+            longest = -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        batch = len(features)
+        input_ids = torch.full((batch, longest), self.pad_id, dtype=torch.long)  # (B, T)
+        attention_mask = torch.zeros((batch, longest), dtype=torch.long)  # (B, T)
+        labels = torch.full((batch, longest), IGNORE_INDEX, dtype=torch.long)  # (B, T)
+        for i, f in enumerate(features):
+            n = len(f["input_ids"])
+            input_ids[i, :n] = torch.tensor(f["input_ids"])
+            attention_mask[i, :n] = 1
+            labels[i, :n] = torch.tensor(f["labels"])
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+class LengthGroupedSampler(Sampler[int]):
+    """Indices in batches of similar length, so little of each batch is padding; the order
+    depends only on (seed, epoch), so every DDP rank and a resumed run see the same one.
+
+    Trainer calls `set_epoch` before each pass; it is forwarded to the dataset, whose
+    keyword draws follow the epoch too.
+    """
+
+    def __init__(self, dataset: ExampleDataset, batch_size: int, seed: int) -> None:
+        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self):
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(get_length_grouped_indices(self.dataset.lengths, self.batch_size, generator=generator))

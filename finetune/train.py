@@ -1,0 +1,681 @@
+"""Fine-tune a GPT-2 on a corpus: ``train(TrainConfig(...), callbacks=[...]) -> TrainResult``.
+
+>>> from finetune import TrainConfig, train
+>>> config = TrainConfig(data="poems.csv", out="runs/poems", method="lora", epochs=2)  # doctest: +SKIP
+>>> result = train(config, callbacks=[my_progress], should_stop=stop_event)           # doctest: +SKIP
+>>> result.output_dir, result.eval_loss, result.perplexity                             # doctest: +SKIP
+
+The pipeline: read the corpus (`finetune.data`), load the base model safely
+(`textgen.loading`) or build one from scratch (`finetune.scratch`), give it our prompt
+format, choose what trains (`methods`), tokenise rows into windows (`dataset`), run
+transformers' Trainer with our callbacks bridged to it (`trainer`), and publish the model
+atomically with its card (`checkpoints`, `card`).
+
+Callbacks are plain objects with any of `on_start(info)`, `on_step(step, max_steps, loss, lr,
+elapsed)`, `on_eval(step, eval_loss, samples)`, `on_end(result)` (see `Progress`), or plain
+functions, which receive a `TrainEvent`. They run in the training thread, on the main process.
+
+Importing this module is cheap (no torch): the CLI builds its flags from `TrainConfig`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import sys
+import threading
+import time
+import types
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Protocol
+
+METHODS = ("full", "last-n", "head", "lora")
+SCRATCH = "scratch"
+SCRATCH_PRESETS = ("tiny", "small")  # finetune.scratch.PRESETS
+DEFAULT_LR = {"full": 5e-5, "last-n": 1e-4, "head": 5e-4, "lora": 3e-4, SCRATCH: 1e-3}
+MAX_EVAL_ROWS = 1000  # evaluation costs time at every eval step; a thousand rows measure enough
+EVALS_PER_RUN = 0.1  # with eval_steps=0: evaluate (and checkpoint) every 10% of the run
+LOGS_PER_RUN = 0.01  # a loss point every 1% of the run (every step in short runs)
+WARMUP = 0.05  # share of steps with a linear learning-rate warmup
+# Settings a resumed run must share with the run it continues (the rest may change).
+RESUME_FIELDS = ("base", "config", "method", "last_n", "lora_r", "lora_alpha", "max_length",
+                 "batch_size", "eval_ratio", "seed", "keywords", "train_on_prompt")
+
+
+def _spec(default: Any = None, help: str = "", *, low: float | None = None, high: float | None = None,
+          low_open: bool = False, choices: tuple | None = None, required: bool = False):
+    meta = {"help": help, "min": low, "max": high, "low_open": low_open, "choices": choices}
+    if required:
+        return field(metadata={**meta, "required": True})
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a fine-tuning run needs; the CLI's flags and the UI's limits come from here."""
+
+    data: str = _spec(help="corpus file: CSV, TSV or JSONL with title, keywords and text", required=True)
+    out: str = _spec(help="folder to write the fine-tuned model to (created; replaced only if it "
+                          "holds a previous textgen model)", required=True)
+    base: str = _spec("auto", "model to start from: auto (built-in model for the corpus language), "
+                              "a built-in name, a local folder, a hub id, or scratch")
+    config: str = _spec("small", "size of the model with --base scratch", choices=SCRATCH_PRESETS)
+    method: str = _spec("full", "what trains: full (all weights), last-n (last N blocks), "
+                                "head (output layer only), lora (adapters, merged on save)", choices=METHODS)
+    last_n: int = _spec(6, "blocks to train with --method last-n", low=1, high=96)
+    lora_r: int = _spec(8, "LoRA rank with --method lora", low=1, high=256)
+    lora_alpha: float = _spec(16.0, "LoRA scale (alpha) with --method lora", low=0.0, high=1024.0, low_open=True)
+    epochs: float = _spec(3.0, "passes over the training data", low=0.0, high=1000.0, low_open=True)
+    max_steps: int = _spec(0, "stop after this many optimizer steps (0: run all epochs)", low=0, high=10**7)
+    lr: float | None = _spec(None, "peak learning rate (empty: per method, "
+                                   + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")",
+                             low=0.0, high=1.0, low_open=True)
+    batch_size: int = _spec(8, "examples per step and process", low=1, high=1024)
+    max_length: int = _spec(512, "tokens per example, prompt included; longer texts become "
+                                 "several windows", low=32, high=8192)
+    eval_ratio: float = _spec(0.1, "share of rows held out to measure eval loss and perplexity "
+                                   f"(at most {MAX_EVAL_ROWS} rows)", low=0.0, high=0.5)
+    seed: int = _spec(0, "random seed: same seed and data give the same run", low=0, high=2**32 - 1)
+    keywords: str = _spec("column", "column: use the keywords column (extract where empty); "
+                                    "auto: always extract keywords from the text", choices=("column", "auto"))
+    resume: bool = _spec(False, "continue from the last complete checkpoint of an interrupted run")
+    train_on_prompt: bool = _spec(False, "also train on the title and keywords, not only on the text")
+    eval_steps: int = _spec(0, "evaluate every N steps (0: every 10% of the run)", low=0, high=10**7)
+    save_steps: int = _spec(0, "checkpoint every N steps (0: at every evaluation)", low=0, high=10**7)
+    samples: int = _spec(2, "sample texts generated at each evaluation", low=0, high=8)
+    device: str = _spec("auto", "auto (CUDA when present), cpu or cuda", choices=("auto", "cpu", "cuda"))
+    precision: str = _spec("auto", "auto: bf16 on GPUs and on CPUs with native bf16, else fp32",
+                           choices=("auto", "fp32", "bf16", "fp16"))
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            _check_field(self, f)
+        for name in ("data", "out", "base"):
+            if not str(getattr(self, name)).strip():
+                raise ValueError(f"{name}: must not be empty")
+        self.data, self.out = str(self.data), str(self.out)
+        if self.base == SCRATCH and self.method != "full":
+            raise ValueError(f"method: a model trained from scratch has no trained weights to keep; "
+                             f"use --method full, not {self.method!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def learning_rate(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return DEFAULT_LR[SCRATCH if self.base == SCRATCH else self.method]
+
+
+def _check_field(config: TrainConfig, f) -> None:
+    value, meta, kind = getattr(config, f.name), f.metadata, str(f.type)
+    if meta["choices"] is not None:
+        if value not in meta["choices"]:
+            raise ValueError(f"{f.name}: must be one of {', '.join(meta['choices'])}, got {value!r}")
+        return
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"{f.name}: must be true or false, got {value!r}")
+        return
+    if kind == "str":
+        if not isinstance(value, (str, Path)):
+            raise ValueError(f"{f.name}: must be text, got {type(value).__name__}")
+        return
+    if value is None and "None" in kind:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{f.name}: must be a number, got {value!r}")
+    if kind.startswith("int"):
+        if float(value) != int(value):
+            raise ValueError(f"{f.name}: must be a whole number, got {value!r}")
+        value = int(value)
+    else:
+        value = float(value)
+    setattr(config, f.name, value)
+    low, high = meta["min"], meta["max"]
+    if (meta["low_open"] and value <= low) or value < low or value > high:
+        bound = ">" if meta["low_open"] else ">="
+        raise ValueError(f"{f.name}: must be {bound} {low:g} and <= {high:g}, got {value!r}")
+
+
+def config_specs() -> dict[str, dict[str, Any]]:
+    """Default, type, help and bounds of every TrainConfig field, for CLIs and UIs."""
+    from dataclasses import MISSING
+
+    return {f.name: {"default": None if f.default is MISSING else f.default, "type": str(f.type),
+                     "required": f.metadata.get("required", False), **f.metadata} for f in fields(TrainConfig)}
+
+
+# -- errors, events, results ------------------------------------------------------------------
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; nothing was published."""
+
+    def __init__(self, step: int, loss: float, during: str = "training") -> None:
+        super().__init__(f"training diverged: the {during} loss was {loss} at step {step}; nothing was saved "
+                         "as a model. Lower the learning rate (--lr) and start again.")
+        self.step, self.loss = step, loss
+
+
+@dataclass
+class RunInfo:
+    """What on_start receives: the shape of the run before its first step."""
+
+    max_steps: int
+    start_step: int  # > 0 when resuming
+    rows_used: int
+    eval_rows: int
+    train_windows: int
+    rows_split: int
+    trainable_params: int
+    total_params: int
+    method: str
+    base: str
+    device: str
+    precision: str
+    world_size: int
+    notes: list[str]
+    sample_prompts: list[tuple[str, list[str]]]  # (title, keywords) of the texts on_eval receives
+
+
+@dataclass
+class TrainEvent:
+    """What a plain-function callback receives; `kind` is start, step, eval or end."""
+
+    kind: str
+    step: int = 0
+    max_steps: int = 0
+    loss: float | None = None
+    lr: float | None = None
+    elapsed: float | None = None
+    eval_loss: float | None = None
+    samples: list[str] = field(default_factory=list)
+    info: RunInfo | None = None
+    result: "TrainResult | None" = None
+
+
+class Progress(Protocol):
+    """Callback methods train() calls; implement any subset."""
+
+    def on_start(self, info: RunInfo) -> None: ...
+    def on_step(self, step: int, max_steps: int, loss: float, lr: float, elapsed: float) -> None: ...
+    def on_eval(self, step: int, eval_loss: float, samples: list[str]) -> None: ...
+    def on_end(self, result: "TrainResult") -> None: ...
+
+
+@dataclass
+class TrainResult:
+    """What a run did; `summary()` is what the CLI prints."""
+
+    output_dir: str | None  # None when the run was stopped before the end
+    stopped: bool
+    checkpoint: str | None  # the checkpoint to resume from, when stopped
+    global_step: int
+    max_steps: int
+    epochs: float
+    train_loss: float | None
+    eval_loss: float | None
+    perplexity: float | None
+    data: str
+    language: str
+    keywords_source: str
+    rows_total: int
+    rows_used: int
+    rows_dropped: dict[str, int]
+    eval_rows: int
+    train_windows: int
+    rows_split: int
+    tokens_trained: int
+    elapsed_s: float
+    base: str
+    scratch: bool
+    method: str
+    trained: str
+    trainable_params: int
+    total_params: int
+    lr: float
+    precision: str
+    device: str
+    world_size: int
+    samples: list[dict[str, Any]]
+    notes: list[str]
+    name: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        dropped = ", ".join(f"{n} {why}" for why, n in self.rows_dropped.items())
+        lines = [
+            f"rows: {self.rows_used} used of {self.rows_total}" + (f" (dropped: {dropped})" if dropped else "")
+            + f"; {self.eval_rows} held out for evaluation",
+            f"windows: {self.train_windows} training examples; {self.rows_split} long texts were split "
+            "into several windows",
+            f"method: {self.method}, {self.trainable_params:,} of {self.total_params:,} parameters trained "
+            f"({self.trained})",
+            f"tokens trained: {self.tokens_trained:,} (non-padding) in {self.global_step} steps, "
+            f"{self.epochs:.2f} epochs; {self.precision} on {self.device}"
+            + (f" x{self.world_size}" if self.world_size > 1 else ""),
+        ]
+        if self.eval_loss is not None:
+            lines.append(f"eval loss: {self.eval_loss:.4f}, perplexity: {self.perplexity:.2f}")
+        lines.append(f"time: {_duration(self.elapsed_s)}")
+        lines += [f"note: {n}" for n in self.notes]
+        if self.stopped:
+            lines.append(f"stopped at step {self.global_step} of {self.max_steps}; checkpoint kept at "
+                         f"{self.checkpoint}: run the same command with --resume to continue")
+        else:
+            lines.append(f"model: {self.output_dir}")
+        return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s" if m else f"{seconds:.1f}s"
+
+
+class _Listeners:
+    """Calls each callback's method for an event, or the callback itself with a TrainEvent."""
+
+    _METHODS = {"start": "on_start", "step": "on_step", "eval": "on_eval", "end": "on_end"}
+
+    def __init__(self, callbacks: Iterable[Any]) -> None:
+        self.callbacks = list(callbacks)
+
+    def __call__(self, kind: str, **data: Any) -> None:
+        for cb in self.callbacks:
+            method = getattr(cb, self._METHODS[kind], None)
+            if method is not None:
+                method(*self._args(kind, data))
+            elif callable(cb) and not any(hasattr(cb, m) for m in self._METHODS.values()):
+                cb(TrainEvent(kind=kind, **data))
+
+    @staticmethod
+    def _args(kind: str, d: dict[str, Any]) -> tuple:
+        if kind == "start":
+            return (d["info"],)
+        if kind == "step":
+            return d["step"], d["max_steps"], d["loss"], d["lr"], d["elapsed"]
+        if kind == "eval":
+            return d["step"], d["eval_loss"], d["samples"]
+        return (d["result"],)
+
+
+def _stop_function(should_stop: Callable[[], bool] | threading.Event | None) -> Callable[[], bool] | None:
+    if should_stop is None:
+        return None
+    if isinstance(should_stop, threading.Event):
+        return should_stop.is_set
+    if not callable(should_stop):
+        raise TypeError("should_stop: give a callable returning bool or a threading.Event")
+    return should_stop
+
+
+# -- the run -----------------------------------------------------------------------------------
+def train(config: TrainConfig, callbacks: Sequence[Any] = (),
+          should_stop: Callable[[], bool] | threading.Event | None = None) -> TrainResult:
+    """Fine-tune as `config` says; return what happened. Raises DataError (bad corpus),
+    ModelLoadError (base model), OutputError (--out), TrainingDiverged (NaN loss) or SaveError.
+
+    should_stop: polled after every step; when it turns true the run saves a checkpoint and
+    returns a result with `stopped=True` (nothing published); `resume=True` continues it.
+    """
+    from .checkpoints import RunDir, check_out, remove_stale_temporaries, run_dir_for
+    from .data import load_corpus
+
+    listeners = _Listeners(callbacks)
+    stop = _stop_function(should_stop)
+    started = time.perf_counter()
+    rows, report = load_corpus(config.data, keywords=config.keywords)
+    out = Path(config.out).expanduser().resolve()
+    check_out(out)
+    run = RunDir(run_dir_for(out))
+    train_rows, eval_rows = split_rows(rows, config.eval_ratio, config.seed)
+    args = _training_args(config, run.path, has_eval=bool(eval_rows))
+    is_main = args.process_index == 0
+    notes: list[str] = []
+    with args.main_process_first(local=False, desc="preparing the run folder"):
+        if is_main:
+            remove_stale_temporaries(out)
+        resume_from = _prepare_run(run, config, out, is_main, notes)
+        base = _load_base(config, report, rows, run, is_main, resume_from is not None)
+    parts = _prepare(config, base, report, train_rows, eval_rows, notes)
+    trainer, bridge = _make_trainer(config, args, run, parts, listeners, stop)
+    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    result = _finish(config, trainer, bridge, output, parts, run, out, started)
+    if is_main:
+        listeners("end", result=result)
+    return result
+
+
+def split_rows(rows: Sequence[Any], eval_ratio: float, seed: int) -> tuple[list[Any], list[Any]]:
+    """Hold out a seeded random share of rows for evaluation (at least one when asked for)."""
+    if eval_ratio <= 0 or len(rows) < 2:
+        return list(rows), []
+    n_eval = min(max(1, round(len(rows) * eval_ratio)), MAX_EVAL_ROWS, len(rows) - 1)
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:n_eval])
+    return ([r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held])
+
+
+def _fingerprint(config: TrainConfig) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    with open(config.data, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return {**{k: getattr(config, k) for k in RESUME_FIELDS}, "data_sha256": digest.hexdigest()}
+
+
+def _prepare_run(run, config: TrainConfig, out: Path, is_main: bool, notes: list[str]) -> Path | None:
+    """Create or check the run folder; return the checkpoint to resume from, if any.
+
+    Runs on the main process first, then on the others (which only read).
+    """
+    from .checkpoints import OutputError
+
+    settings = _fingerprint(config)
+    if not run.path.exists():
+        if config.resume:
+            notes.append("nothing to resume: started from the beginning")
+    elif not run.is_ours():
+        raise OutputError(f"out: {run.path} exists but textgen did not create it; move it away "
+                          "or choose another --out")
+    elif config.resume:
+        changed = [k for k, v in settings.items() if run.settings().get(k) != v]
+        if changed:
+            raise OutputError(f"resume: the interrupted run in {run.path} used other settings "
+                              f"({', '.join(changed)}); use the same ones, or delete that folder to start over")
+        if is_main:
+            notes += [f"ignored incomplete checkpoint {p.name}" for p in run.remove_incomplete()]
+        checkpoint = run.last_complete()
+        if checkpoint is not None:
+            if is_main:
+                run.truncate_metrics(int(checkpoint.name.rsplit("-", 1)[1]))
+            notes.append(f"resumed from {checkpoint.name}")
+            return checkpoint
+        notes.append("no complete checkpoint to resume from: started from the beginning")
+    elif is_main and run.complete_checkpoints():
+        step = run.complete_checkpoints()[-1][0]
+        raise OutputError(f"resume: an interrupted run of {out.name} has a checkpoint at step {step} in "
+                          f"{run.path}; pass --resume to continue it, or delete that folder to start over")
+    if is_main:
+        run.create(settings)
+    return None
+
+
+def _load_base(config: TrainConfig, report, rows, run, is_main: bool, resuming: bool):
+    """(LoadedModel, base name, ids of special tokens we added) — our format, in fp32 on CPU."""
+    from textgen.loading import builtin_for_language, load
+    from textgen.prompt import PromptFormat, add_special_tokens, token_ids
+
+    if config.base == SCRATCH:
+        folder = run.path / "base"
+        if is_main and not (resuming and (folder / "config.json").is_file()):
+            _build_scratch(config, report, rows, folder)
+        source, name = folder, f"scratch ({config.config})"
+    elif config.base == "auto":
+        source = builtin_for_language(report.language)
+        name = str(source)
+    else:
+        source, name = config.base, config.base
+    loaded = load(source, device="cpu", dtype="float32")
+    fmt = PromptFormat()
+    before = set(loaded.tokenizer.get_vocab().values())
+    add_special_tokens(loaded.tokenizer, fmt, loaded.model)
+    ids = token_ids(loaded.tokenizer, fmt)
+    added = sorted(i for i in ids.values() if i not in before)
+    loaded.fmt = fmt
+    return loaded, name, added
+
+
+def _build_scratch(config: TrainConfig, report, rows, folder: Path) -> None:
+    from .scratch import ScratchConfig, init_scratch_model, save_scratch, train_tokenizer
+
+    preset = ScratchConfig.preset(config.config)
+    texts = [t for r in rows for t in (r.title, " ".join(r.keywords), r.text)]
+    tokenizer = train_tokenizer(texts, preset.vocab_size, folder, report.language)
+    model = init_scratch_model(tokenizer, preset, seed=config.seed)
+    save_scratch(model, tokenizer, folder, dtype="float32")
+
+
+def _device_and_precision(config: TrainConfig) -> tuple[bool, str]:
+    """(use_cpu, precision) resolved for this machine; errors name the field."""
+    import torch
+
+    from textgen.device import cpu_has_fast_bf16
+
+    cuda = torch.cuda.is_available()
+    if config.device == "cuda" and not cuda:
+        raise ValueError("device: cuda was asked for, but torch sees no CUDA GPU")
+    use_cpu = config.device == "cpu" or not cuda
+    precision = config.precision
+    if precision == "auto":
+        if use_cpu:
+            precision = "bf16" if cpu_has_fast_bf16() else "fp32"
+        else:
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision == "fp16" and use_cpu:
+        raise ValueError("precision: fp16 needs a CUDA GPU; use bf16 or fp32 on a CPU")
+    return use_cpu, precision
+
+
+def _training_args(config: TrainConfig, run_path: Path, *, has_eval: bool):
+    from transformers import TrainingArguments
+
+    use_cpu, precision = _device_and_precision(config)
+    eval_steps = config.eval_steps or EVALS_PER_RUN
+    return TrainingArguments(
+        output_dir=str(run_path),
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=min(config.batch_size, 8),  # eval batches stay small (bounded memory)
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        learning_rate=config.learning_rate,
+        warmup_steps=WARMUP,
+        weight_decay=0.0,  # also keeps frozen embedding rows exactly frozen (see methods.py)
+        logging_strategy="steps", logging_steps=LOGS_PER_RUN, logging_first_step=True,
+        logging_nan_inf_filter=False,  # we check the loss ourselves, every step
+        eval_strategy="steps" if has_eval else "no", eval_steps=eval_steps if has_eval else None,
+        prediction_loss_only=True,  # never collect (batch, length, vocab) logits during evaluation
+        save_strategy="steps", save_steps=config.save_steps or eval_steps,
+        save_total_limit=None,  # we rotate ourselves, counting complete checkpoints only
+        bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=use_cpu,
+        ddp_backend="gloo" if use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+        ddp_find_unused_parameters=False,
+        auto_find_batch_size=not use_cpu,  # on CUDA out-of-memory, retry at half the batch size
+        include_num_input_tokens_seen="non_padding",
+        label_names=["labels"],
+        remove_unused_columns=False,
+        dataloader_pin_memory=not use_cpu,
+        seed=config.seed,
+        report_to="none", disable_tqdm=True,
+        log_level="passive", log_level_replica="error",  # the caller decides how chatty transformers is
+    )
+
+
+@dataclass
+class _Parts:
+    """The model and data of a run, ready for Trainer."""
+
+    model: Any
+    tokenizer: Any
+    fmt: Any
+    method: Any  # methods.MethodReport
+    base_name: str
+    train_ds: Any  # dataset.ExampleDataset
+    eval_ds: Any
+    dropped: dict[str, int]  # reason -> rows, from the corpus and from tokenising
+    prompts: list[tuple[str, list[str]]]  # for sample texts at each evaluation
+    report: Any  # data.DataReport
+    notes: list[str]
+
+    def stats(self) -> dict[str, int]:
+        return dict(rows_used=self.train_ds.rows_used + self.eval_ds.rows_used, eval_rows=self.eval_ds.rows_used,
+                    train_windows=len(self.train_ds), rows_split=self.train_ds.rows_split + self.eval_ds.rows_split)
+
+
+def _prepare(config: TrainConfig, base, report, train_rows, eval_rows, notes: list[str]) -> _Parts:
+    """Choose what trains, tokenise the rows into windows."""
+    import torch
+
+    from .data import DataError
+    from .dataset import ExampleDataset
+    from .methods import apply_method
+
+    loaded, base_name, added = base
+    tokenizer, fmt = loaded.tokenizer, loaded.fmt
+    max_length = _max_length(config, loaded.model, notes)
+    torch.manual_seed(config.seed)  # LoRA's initial weights
+    model, method = apply_method(loaded.model, config.method, last_n=config.last_n, new_token_ids=added,
+                                 lora_r=config.lora_r, lora_alpha=config.lora_alpha)
+    common = dict(train_on_prompt=config.train_on_prompt, seed=config.seed)
+    train_ds = ExampleDataset(train_rows, tokenizer, fmt, max_length, augment=True, **common)
+    eval_ds = ExampleDataset(eval_rows, tokenizer, fmt, max_length, augment=False, **common)
+    if len(train_ds) == 0:
+        raise DataError(f"not enough text to train on: every row's title and keywords fill "
+                        f"max_length ({max_length} tokens); raise --max-length or shorten them")
+    dropped = dict(report.dropped)
+    for why, n in (train_ds.dropped + eval_ds.dropped).items():
+        dropped[why] = dropped.get(why, 0) + n
+    prompts = [(r.title, list(r.keywords)[:5]) for r in (eval_rows or train_rows)[:config.samples]]
+    return _Parts(model, tokenizer, fmt, method, base_name, train_ds, eval_ds, dropped, prompts, report, notes)
+
+
+def _make_trainer(config: TrainConfig, args, run, parts: _Parts, listeners: _Listeners, stop):
+    from transformers import PrinterCallback
+    from transformers.trainer_utils import IntervalStrategy
+
+    from textgen.prompt import token_ids
+
+    from .dataset import Collator
+    from .trainer import Bridge, SampleWriter, TextgenTrainer
+
+    has_eval = len(parts.eval_ds) > 0
+    if not has_eval:
+        args.eval_strategy = IntervalStrategy.NO  # every held-out row was dropped (prompt too long)
+    samples = SampleWriter(parts.model, parts.tokenizer, parts.fmt, parts.prompts, config.seed) \
+        if parts.prompts else None
+    info = RunInfo(max_steps=0, start_step=0, trainable_params=parts.method.trainable,
+                   total_params=parts.method.total, method=config.method, base=parts.base_name,
+                   device=str(args.device), precision=_precision(args), world_size=args.world_size,
+                   notes=parts.notes, sample_prompts=parts.prompts, **parts.stats())
+    bridge = Bridge(emit=_with_info(listeners, info), should_stop=stop, run=run, samples=samples,
+                    is_main=args.process_index == 0)
+    pad = token_ids(parts.tokenizer, parts.fmt)["pad"]
+    trainer = TextgenTrainer(
+        model=parts.model, args=args, train_dataset=parts.train_ds,
+        eval_dataset=parts.eval_ds if has_eval else None,
+        data_collator=Collator(pad, pad_to_multiple_of=None if args.use_cpu else 8),
+        callbacks=[bridge], sampler_seed=config.seed)
+    trainer.remove_callback(PrinterCallback)  # our callbacks report; Trainer's would print dicts
+    bridge.trainer = trainer
+    return trainer, bridge
+
+
+def _precision(args) -> str:
+    return "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+
+
+def _finish(config: TrainConfig, trainer, bridge, output, parts: _Parts, run, out: Path,
+            started: float) -> TrainResult:
+    """Final evaluation, the result, and (unless stopped) the published model."""
+    state, args = trainer.state, trainer.args
+    stopped = bridge.stopped and state.global_step < state.max_steps
+    if not stopped and len(parts.eval_ds) and (bridge.last_eval is None or bridge.last_eval[0] != state.global_step):
+        trainer.evaluate()
+    eval_loss = bridge.last_eval[1] if bridge.last_eval and not stopped else None
+    result = TrainResult(
+        output_dir=None if stopped else str(out), stopped=stopped,
+        checkpoint=str(run.last_complete()) if stopped else None,
+        global_step=state.global_step, max_steps=state.max_steps, epochs=float(state.epoch or 0.0),
+        train_loss=_finite(output.training_loss), eval_loss=eval_loss, perplexity=_perplexity(eval_loss),
+        data=str(config.data), language=parts.report.language, keywords_source=parts.report.keywords_source,
+        rows_total=parts.report.rows_total, rows_dropped=parts.dropped,
+        tokens_trained=int(state.num_input_tokens_seen), elapsed_s=0.0, base=parts.base_name,
+        scratch=config.base == SCRATCH, method=config.method, trained=parts.method.description,
+        trainable_params=parts.method.trainable, total_params=parts.method.total, lr=config.learning_rate,
+        precision=_precision(args), device=str(args.device), world_size=args.world_size,
+        samples=bridge.last_eval[2] if bridge.last_eval else [], notes=parts.notes, name=out.name,
+        **parts.stats())
+    if not stopped:
+        result.elapsed_s = time.perf_counter() - started
+        if args.process_index == 0:
+            _publish(out, run, trainer.model, parts.tokenizer, parts.fmt, config, result)
+        trainer.accelerator.wait_for_everyone()
+        if args.process_index == 0:
+            run.remove()
+    result.elapsed_s = time.perf_counter() - started
+    return result
+
+
+def _with_info(listeners: _Listeners, info: RunInfo) -> Callable[..., None]:
+    """The Bridge knows steps, not the run's statistics: complete its start event here."""
+
+    def emit(kind: str, **data: Any) -> None:
+        if kind == "start":
+            info.max_steps, info.start_step = data["max_steps"], data["step"]
+            listeners("start", info=info)
+        else:
+            listeners(kind, **data)
+
+    return emit
+
+
+def _max_length(config: TrainConfig, model, notes: list[str]) -> int:
+    context = int(getattr(model.config, "n_positions", config.max_length))
+    if config.max_length > context:
+        notes.append(f"max_length lowered from {config.max_length} to {context}, the model's context")
+        return context
+    return config.max_length
+
+
+def _finite(x: float | None) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def _perplexity(loss: float | None) -> float | None:
+    if loss is None:
+        return None
+    return math.exp(loss) if loss < 700 else float("inf")
+
+
+def _publish(out: Path, run, model, tokenizer, fmt, config: TrainConfig, result: TrainResult) -> None:
+    """Write the model folder atomically: weights, tokenizer, format, metrics, card, marker."""
+    import shutil
+
+    from .card import render_card
+    from .checkpoints import publish
+    from .methods import for_saving
+
+    def write(folder: Path) -> None:
+        plain = for_saving(model)  # LoRA merged: the folder loads like any GPT-2
+        plain.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        fmt.save(folder)
+        if run.metrics.is_file():
+            shutil.copyfile(run.metrics, folder / run.metrics.name)
+        summary = {"config": config.to_dict(), "result": result.to_dict()}
+        (folder / "training.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n",
+                                              encoding="utf-8")
+        (folder / "README.md").write_text(render_card(result.to_dict(), config.to_dict()), encoding="utf-8")
+
+    publish(out, write, info={"base": result.base, "method": result.method, "step": result.global_step})
+
+
+class _CallableModule(types.ModuleType):
+    """`finetune.train` names both this module and its `train()` function: the package exports
+    the function lazily, but Python binds the submodule to the same attribute of the package
+    once it is imported. Calling the module calls the function, so `from finetune import train;
+    train(config)` works whichever was imported first."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> TrainResult:
+        return train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,410 @@
+"""Fine-tuning end to end on tiny models: methods, labels, augmentation, windows, resume,
+incomplete checkpoints, divergence, atomic saves, the CLI and the config's validation.
+
+Every run is a few steps of a one-block, 32-wide GPT-2 from conftest, on CPU in fp32.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from finetune import TrainConfig, train
+from finetune.checkpoints import CHECKPOINT_MARKER, COMPLETE_MARKER, RUN_MARKER, SaveError, publish
+from finetune.dataset import IGNORE_INDEX, Collator, ExampleDataset, plan_windows
+from finetune.train import TrainingDiverged
+from textgen.prompt import PromptFormat, encode_example, token_ids
+
+REPO = Path(__file__).resolve().parent.parent
+STORY = ("The storm rolled over the sea at night and the sailors watched the lightning. "
+         "A quiet garden in spring, with flowers opening under a pale moon. ")
+
+
+class Row:
+    def __init__(self, title, keywords, text):
+        self.title, self.keywords, self.text, self.keywords_auto = title, keywords, text, False
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and on a shared 2-core machine OpenMP's barriers
+    make each step 5-10x slower when the other core is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_corpus(path: Path, rows: int = 24, long_every: int = 4) -> Path:
+    """A CSV with a header; every `long_every`-th text is long enough to need several windows."""
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["title", "keywords", "text"])
+        for i in range(rows):
+            text = STORY * (12 if i % long_every == 0 else 1)
+            writer.writerow([f"Storm {i}", "storm, sea, night, moon", text.strip()])
+    return path
+
+
+def config(tmp_path: Path, base: Path, **overrides) -> TrainConfig:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    data = tmp_path / "corpus.csv"
+    if not data.exists():
+        write_corpus(data)
+    settings = dict(data=str(data), out=str(tmp_path / "out"), base=str(base), max_steps=4, batch_size=4,
+                    max_length=96, eval_steps=2, samples=1, precision="fp32", device="cpu")
+    return TrainConfig(**{**settings, **overrides})
+
+
+class Recorder:
+    """A Progress callback that remembers everything; optionally raises a stop flag at a step."""
+
+    def __init__(self, stop_at: int | None = None) -> None:
+        self.starts, self.steps, self.evals, self.ends = [], [], [], []
+        self.stop = threading.Event()
+        self.stop_at = stop_at
+
+    def on_start(self, info):
+        self.starts.append(info)
+
+    def on_step(self, step, max_steps, loss, lr, elapsed):
+        self.steps.append((step, max_steps, loss, lr, elapsed))
+        if self.stop_at is not None and step >= self.stop_at:
+            self.stop.set()
+
+    def on_eval(self, step, eval_loss, samples):
+        self.evals.append((step, eval_loss, samples))
+
+    def on_end(self, result):
+        self.ends.append(result)
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def assert_loads(out: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from textgen import Generator
+
+    assert (out / COMPLETE_MARKER).is_file() and (out / "textgen_format.json").is_file()
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.config.model_type == "gpt2"
+    result = Generator.from_pretrained(out, device="cpu").generate("Storm", "sea, night", n=1, seed=0,
+                                                                   max_new_tokens=8)
+    assert isinstance(result[0].text, str)
+
+
+# -- methods -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["full", "last-n", "head", "lora"])
+def test_each_method_trains_saves_and_reloads(tmp_path, bpe_model_dir, method):
+    rec = Recorder()
+    result = train(config(tmp_path, bpe_model_dir, method=method, last_n=1), callbacks=[rec])
+    out = Path(result.output_dir)
+    assert_loads(out)
+    assert result.global_step == 4 and [s[0] for s in rec.steps] == [1, 2, 3, 4]
+    assert all(math.isfinite(s[2]) and s[3] >= 0 for s in rec.steps)
+    assert [e[0] for e in rec.evals] == [2, 4] and len(rec.evals[0][2]) == 1  # one sample text
+    assert result.eval_loss is not None and result.perplexity == pytest.approx(math.exp(result.eval_loss))
+    assert 0 < result.trainable_params <= result.total_params
+    assert rec.ends == [result]
+    before, after = weights(bpe_model_dir), weights(out)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    if method == "head":
+        assert not json.loads((out / "config.json").read_text()).get("tie_word_embeddings", True)
+        assert changed == set()  # the input embedding and every block are untouched ...
+        assert not torch.equal(after["lm_head.weight"], before["transformer.wte.weight"])  # ... the head moved
+    elif method == "last-n":
+        assert changed and all(k.startswith(("transformer.h.0.", "transformer.ln_f")) for k in changed)
+    else:  # full, and lora merged into the weights
+        assert any(".attn.c_attn.weight" in k for k in changed)
+    card = (out / "README.md").read_text()
+    assert method in card and "perplexity" in card and "Samples" in card
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss" in x for x in lines) and any("eval_loss" in x for x in lines)
+    assert not Path(str(out) + ".checkpoints").exists()  # the run folder goes once the model is out
+
+
+def test_base_without_our_format_gets_it_and_trains_the_new_token_rows(tmp_path, plain_bpe_model_dir):
+    result = train(config(tmp_path, plain_bpe_model_dir, method="head", samples=0))
+    out = Path(result.output_dir)
+    assert_loads(out)
+    assert PromptFormat.load(out) == PromptFormat()
+    before, after = weights(plain_bpe_model_dir), weights(out)
+    wte_before, wte_after = before["transformer.wte.weight"], after["transformer.wte.weight"]
+    old = wte_before.shape[0]
+    assert wte_after.shape[0] == old + 4  # [BOS] [SEP] [EOS] [PAD] added
+    assert torch.equal(wte_after[:old], wte_before)  # the base's own rows did not move
+    assert "added special tokens" in result.trained
+
+
+def test_scratch_base_builds_tokenizer_and_model(tmp_path):
+    result = train(config(tmp_path, "scratch", config="tiny", samples=0, lr=1e-3))
+    assert result.scratch and result.base == "scratch (tiny)"
+    assert_loads(Path(result.output_dir))
+
+
+def test_train_is_callable_from_the_package_whatever_was_imported_first():
+    import finetune
+    import finetune.train as module
+
+    assert callable(finetune.train) and callable(module) and module.TrainConfig is TrainConfig
+
+
+# -- examples: labels, augmentation, windows -----------------------------------------------------
+def _tokenizer(model_dir: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_dir)
+
+
+def test_labels_mask_prompt_and_padding(bpe_model_dir):
+    tok, fmt = _tokenizer(bpe_model_dir), PromptFormat()
+    rows = [Row("Storm", ["sea", "night"], "The storm rolled over the sea."), Row("Moon", ["moon"], "A pale moon.")]
+    ds = ExampleDataset(rows, tok, fmt, 128, augment=False)
+    ids, start = encode_example(tok, fmt, "Storm", ["sea", "night"], "The storm rolled over the sea.")
+    item = ds[0]
+    assert item["input_ids"] == ids
+    assert item["labels"] == [IGNORE_INDEX] * start + ids[start:]  # prompt masked, text and [EOS] trained
+    pad = token_ids(tok, fmt)["pad"]
+    batch = Collator(pad)([ds[1], ds[0]])
+    n = len(ds[1]["input_ids"])
+    assert batch["input_ids"].shape == (2, len(ids))  # padded to the longest, not to max_length
+    assert (batch["input_ids"][0, n:] == pad).all() and (batch["labels"][0, n:] == IGNORE_INDEX).all()
+    assert batch["attention_mask"][0].tolist() == [1] * n + [0] * (len(ids) - n)
+    everything = ExampleDataset(rows, tok, fmt, 128, augment=False, train_on_prompt=True)
+    assert everything[0]["labels"] == ids
+
+
+def test_keyword_augmentation_varies_by_epoch_and_keeps_the_rows_keywords(bpe_model_dir):
+    tok, fmt = _tokenizer(bpe_model_dir), PromptFormat()
+    keywords = ["storm", "sea", "night", "moon", "rain"]
+    ds = ExampleDataset([Row("Storm", keywords, "The storm rolled over the sea.")], tok, fmt, 128,
+                        augment=True, seed=3)
+    draws = []
+    for epoch in range(40):
+        ds.set_epoch(epoch)
+        drawn = ds.draw_keywords(keywords, 0)
+        draws.append(tuple(drawn))
+        assert set(drawn) <= set(keywords) and len(set(drawn)) == len(drawn)
+        ids, start = encode_example(tok, fmt, "Storm", drawn, "The storm rolled over the sea.")
+        assert ds[0]["input_ids"] == ids  # the prompt is exactly encode_example's
+    assert len(set(draws)) > 20  # fresh subsets and orders, epoch after epoch
+    assert () in draws and any(len(d) == len(keywords) for d in draws)  # from none to all
+    assert any(list(d) != [k for k in keywords if k in d] for d in draws)  # shuffled
+    ds.set_epoch(7)
+    again = ds.draw_keywords(keywords, 0)
+    ds.set_epoch(7)
+    assert ds.draw_keywords(keywords, 0) == again  # reproducible
+
+
+def test_plan_windows_covers_every_token_once():
+    spans = plan_windows(1000, 100, 25)
+    trained = [i for _, start, end in spans for i in range(start, end)]
+    assert trained == list(range(1000))
+    assert all(end - context <= 100 for context, _, end in spans)
+
+
+def test_long_texts_become_windows_with_their_prompt(bpe_model_dir):
+    tok, fmt = _tokenizer(bpe_model_dir), PromptFormat()
+    text = STORY * 60  # well over 1,024 tokens
+    ds = ExampleDataset([Row("Storm", ["sea"], text)], tok, fmt, 96, augment=False)
+    ids, start = encode_example(tok, fmt, "Storm", ["sea"], text)
+    assert len(ids) > 1024 and len(ds) > 10 and ds.rows_split == 1
+    prompt, body = ids[:start], ids[start:]
+    trained = []
+    for i in range(len(ds)):
+        item = ds[i]
+        assert len(item["input_ids"]) <= 96 and item["input_ids"][:start] == prompt
+        trained += [t for t in item["labels"] if t != IGNORE_INDEX]
+    assert trained == body  # every text token (and the final [EOS]) trained exactly once
+
+
+def test_rows_whose_prompt_fills_max_length_are_dropped_and_counted(bpe_model_dir):
+    tok, fmt = _tokenizer(bpe_model_dir), PromptFormat()
+    ds = ExampleDataset([Row("Storm " * 40, ["sea"], "text"), Row("Moon", [], "A moon.")], tok, fmt, 40,
+                        augment=False)
+    assert len(ds) == 1 and sum(ds.dropped.values()) == 1 and ds.rows_used == 1
+
+
+# -- stop, resume, incomplete checkpoints, divergence ----------------------------------------------
+def test_stop_then_resume_continues_and_matches_an_uninterrupted_run(tmp_path, bpe_model_dir):
+    straight = train(config(tmp_path / "a", bpe_model_dir, max_steps=6, eval_steps=3, samples=0))
+    rec = Recorder(stop_at=2)
+    cfg = config(tmp_path / "b", bpe_model_dir, max_steps=6, eval_steps=3, samples=0)
+    stopped = train(cfg, callbacks=[rec], should_stop=rec.stop)
+    run = tmp_path / "b" / "out.checkpoints"
+    assert stopped.stopped and stopped.output_dir is None and stopped.global_step == 2
+    assert not (tmp_path / "b" / "out").exists()
+    assert Path(stopped.checkpoint) == run / "checkpoint-2"
+    assert (run / "checkpoint-2" / CHECKPOINT_MARKER).is_file()
+
+    with pytest.raises(ValueError, match="--resume"):  # a fresh start would throw the checkpoint away
+        train(cfg)
+    rec2 = Recorder()
+    resumed = train(TrainConfig(**{**cfg.to_dict(), "resume": True}), callbacks=[rec2])
+    assert rec2.starts[0].start_step == 2 and "resumed from checkpoint-2" in rec2.starts[0].notes
+    assert [s[0] for s in rec2.steps] == [3, 4, 5, 6] and resumed.global_step == 6
+    a, b = weights(Path(straight.output_dir)), weights(Path(resumed.output_dir))
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)  # RELIABILITY T8
+    steps = [json.loads(x)["step"] for x in (Path(resumed.output_dir) / "metrics.jsonl").read_text().splitlines()
+             if "loss" in json.loads(x)]
+    assert steps == sorted(set(steps))  # no step logged twice
+
+
+def test_incomplete_and_planted_checkpoints_are_never_used(tmp_path, bpe_model_dir):
+    import shutil
+
+    rec = Recorder(stop_at=2)
+    cfg = config(tmp_path, bpe_model_dir, max_steps=4, eval_steps=10, samples=0)
+    train(cfg, callbacks=[rec], should_stop=rec.stop)
+    run = tmp_path / "out.checkpoints"
+    good = run / "checkpoint-2"
+    shutil.copytree(good, run / "checkpoint-3")
+    (run / "checkpoint-3" / CHECKPOINT_MARKER).unlink()  # a save cut short: no marker
+    shutil.copytree(good, run / "checkpoint-4")
+    (run / "checkpoint-4" / "optimizer.pt").write_bytes(b"planted pickle")  # marker no longer matches
+    (run / "checkpoint-99").mkdir()  # bogus, higher-numbered
+    (run / "checkpoint-99" / "rng_state.pth").write_bytes(b"planted pickle")
+    rec2 = Recorder()
+    result = train(TrainConfig(**{**cfg.to_dict(), "resume": True}), callbacks=[rec2])
+    assert rec2.starts[0].start_step == 2 and "resumed from checkpoint-2" in rec2.starts[0].notes
+    assert result.global_step == 4 and result.output_dir
+
+
+def test_resume_only_inside_a_run_folder_textgen_made(tmp_path, bpe_model_dir):
+    run = tmp_path / "out.checkpoints"
+    (run / "checkpoint-5").mkdir(parents=True)
+    with pytest.raises(ValueError, match="did not create it"):
+        train(config(tmp_path, bpe_model_dir, resume=True))
+    assert not (run / RUN_MARKER).exists()
+
+
+def test_nan_loss_aborts_and_publishes_nothing(tmp_path, bpe_model_dir, monkeypatch):
+    from finetune.trainer import TextgenTrainer
+
+    original = TextgenTrainer.compute_loss
+
+    def poisoned(self, model, inputs, *args, **kwargs):
+        loss = original(self, model, inputs, *args, **kwargs)
+        training = model.training and not kwargs.get("return_outputs")
+        return loss * float("nan") if training and self.state.global_step >= 2 else loss
+
+    monkeypatch.setattr(TextgenTrainer, "compute_loss", poisoned)
+    with pytest.raises(TrainingDiverged, match="step 3"):
+        train(config(tmp_path, bpe_model_dir, max_steps=6))
+    assert not (tmp_path / "out").exists()
+    assert not list(tmp_path.glob(".out.tmp-*"))
+
+
+# -- outputs ---------------------------------------------------------------------------------------
+def test_out_must_be_new_empty_or_a_previous_model(tmp_path, bpe_model_dir):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="out: .* did not write"):
+        train(config(tmp_path, bpe_model_dir))
+    assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
+
+
+def test_publish_replaces_a_model_atomically_and_a_failed_save_changes_nothing(tmp_path):
+    out = tmp_path / "model"
+
+    def files(content: str):
+        def write(folder: Path) -> None:
+            (folder / "model.safetensors").write_text(content)
+        return write
+
+    publish(out, files("one"))
+    publish(out, files("two"))
+    assert (out / "model.safetensors").read_text() == "two" and (out / COMPLETE_MARKER).is_file()
+
+    def disk_full(folder: Path) -> None:
+        (folder / "model.safetensors").write_text("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(SaveError, match="disk is full"):
+        publish(out, disk_full)
+    assert (out / "model.safetensors").read_text() == "two"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # the partial folder is gone
+
+
+# -- configuration and CLI ----------------------------------------------------------------------------
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("method", "adapter", "method: must be one of"),
+    ("lr", 0.0, "lr: must be >"),
+    ("epochs", -1, "epochs: must be >"),
+    ("batch_size", 2.5, "batch_size: must be a whole number"),
+    ("eval_ratio", 0.9, "eval_ratio: must be"),
+    ("resume", "yes", "resume: must be true or false"),
+    ("data", " ", "data: must not be empty"),
+])
+def test_config_errors_name_the_field(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{"data": "c.csv", "out": "runs/x", field: value})
+
+
+def test_scratch_needs_the_full_method():
+    with pytest.raises(ValueError, match="method: a model trained from scratch"):
+        TrainConfig(data="c.csv", out="runs/x", base="scratch", method="lora")
+
+
+def _cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "finetune", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_help_is_instant_and_imports_no_torch():
+    code = "import sys, finetune.cli; finetune.cli.build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
+    assert "--last-n" in _cli("--help").stdout
+
+
+def test_cli_end_to_end(tmp_path, bpe_model_dir):
+    data = write_corpus(tmp_path / "corpus.csv")
+    out = tmp_path / "runs" / "my-model"
+    proc = _cli("--data", str(data), "--out", str(out), "--base", str(bpe_model_dir), "--max-steps", "3",
+                "--batch-size", "4", "--max-length", "96", "--eval-steps", "3", "--samples", "1",
+                "--method", "lora", "--precision", "fp32", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    for fragment in ("rows: 24 used of 24", "long texts were split", "tokens trained", "eval loss",
+                     "perplexity", f"model: {out}"):
+        assert fragment in proc.stdout, proc.stdout
+    assert "step" in proc.stderr  # the progress bar
+    assert_loads(out)
+
+
+def test_cli_hub_id_offline_says_no_network(tmp_path):
+    data = write_corpus(tmp_path / "corpus.csv")
+    proc = _cli("--data", str(data), "--out", str(tmp_path / "out"), "--base", "someone/some-gpt2",
+                "--max-steps", "1", "--device", "cpu")
+    assert proc.returncode == 2
+    assert "no network" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_two_process_ddp_run(tmp_path, bpe_model_dir):
+    data = write_corpus(tmp_path / "corpus.csv")
+    out = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "finetune", "--data", str(data), "--out", str(out), "--base", str(bpe_model_dir),
+           "--max-steps", "4", "--batch-size", "2", "--max-length", "96", "--eval-steps", "2",
+           "--samples", "1", "--precision", "fp32", "--device", "cpu"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("model: ") == 1 and "x2" in proc.stdout  # one summary, from rank 0
+    assert_loads(out)
+    training = json.loads((out / "training.json").read_text())["result"]
+    assert training["world_size"] == 2 and training["global_step"] == 4
