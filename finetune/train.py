@@ -88,7 +88,7 @@ class TrainConfig:
     save_steps: int = _spec(0, "checkpoint every N steps (0: at every evaluation)", low=0, high=10**7)
     samples: int = _spec(2, "sample texts generated at each evaluation", low=0, high=8)
     device: str = _spec("auto", "auto (CUDA when present), cpu or cuda", choices=("auto", "cpu", "cuda"))
-    precision: str = _spec("auto", "auto: bf16 on GPUs and on CPUs with native bf16, else fp32",
+    precision: str = _spec("auto", "auto: bf16 autocast on GPUs and CPUs with native bf16, else fp32",
                            choices=("auto", "fp32", "bf16", "fp16"))
 
     def __post_init__(self) -> None:
@@ -339,13 +339,18 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = (),
     args = _training_args(config, run.path, has_eval=bool(eval_rows))
     is_main = args.process_index == 0
     notes: list[str] = []
-    with args.main_process_first(local=False, desc="preparing the run folder"):
-        if is_main:
-            remove_stale_temporaries(out)
-        resume_from = _prepare_run(run, config, out, is_main, notes)
-        base = _load_base(config, report, rows, run, is_main, resume_from is not None)
-    parts = _prepare(config, base, report, train_rows, eval_rows, notes)
-    trainer, bridge = _make_trainer(config, args, run, parts, listeners, stop)
+    try:
+        with args.main_process_first(local=False, desc="preparing the run folder"):
+            if is_main:
+                remove_stale_temporaries(out)
+            resume_from = _prepare_run(run, config, out, is_main, notes)
+            base = _load_base(config, report, rows, run, is_main, resume_from is not None)
+        parts = _prepare(config, base, report, train_rows, eval_rows, notes)
+        trainer, bridge = _make_trainer(config, args, run, parts, listeners, stop)
+    except BaseException:
+        if is_main and run.is_ours() and not run.complete_checkpoints():
+            run.remove()  # nothing was trained: leave no run folder behind
+        raise
     output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     result = _finish(config, trainer, bridge, output, parts, run, out, started)
     if is_main:
@@ -458,8 +463,8 @@ def _device_and_precision(config: TrainConfig) -> tuple[bool, str]:
     if precision == "auto":
         if use_cpu:
             precision = "bf16" if cpu_has_fast_bf16() else "fp32"
-        else:
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:  # fp16 needs loss scaling and can overflow: only when asked for (--precision fp16)
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     if precision == "fp16" and use_cpu:
         raise ValueError("precision: fp16 needs a CUDA GPU; use bf16 or fp32 on a CPU")
     return use_cpu, precision

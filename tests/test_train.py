@@ -391,7 +391,7 @@ def test_cli_hub_id_offline_says_no_network(tmp_path):
                 "--max-steps", "1", "--device", "cpu")
     assert proc.returncode == 2
     assert "no network" in proc.stderr and "Traceback" not in proc.stderr
-    assert not (tmp_path / "out").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.csv"]  # no model, no run folder
 
 
 def test_two_process_ddp_run(tmp_path, bpe_model_dir):
