@@ -416,6 +416,8 @@ def _prepare_run(run, config: TrainConfig, out: Path, is_main: bool, notes: list
 
 def _load_base(config: TrainConfig, report, rows, run, is_main: bool, resuming: bool):
     """(LoadedModel, base name, ids of special tokens we added) — our format, in fp32 on CPU."""
+    import torch
+
     from textgen.loading import builtin_for_language, load
     from textgen.prompt import PromptFormat, add_special_tokens, token_ids
 
@@ -432,6 +434,7 @@ def _load_base(config: TrainConfig, report, rows, run, is_main: bool, resuming: 
     loaded = load(source, device="cpu", dtype="float32")
     fmt = PromptFormat()
     before = set(loaded.tokenizer.get_vocab().values())
+    torch.manual_seed(config.seed)  # new embedding rows are drawn around the mean: reproducibly
     add_special_tokens(loaded.tokenizer, fmt, loaded.model)
     ids = token_ids(loaded.tokenizer, fmt)
     added = sorted(i for i in ids.values() if i not in before)

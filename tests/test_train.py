@@ -135,8 +135,9 @@ def test_each_method_trains_saves_and_reloads(tmp_path, bpe_model_dir, method):
     assert not Path(str(out) + ".checkpoints").exists()  # the run folder goes once the model is out
 
 
-def test_base_without_our_format_gets_it_and_trains_the_new_token_rows(tmp_path, plain_bpe_model_dir):
-    result = train(config(tmp_path, plain_bpe_model_dir, method="head", samples=0))
+@pytest.mark.parametrize("method", ["head", "last-n", "lora"])
+def test_base_without_our_format_gets_it_and_trains_the_new_token_rows(tmp_path, plain_bpe_model_dir, method):
+    result = train(config(tmp_path, plain_bpe_model_dir, method=method, samples=0, lr=1e-2))
     out = Path(result.output_dir)
     assert_loads(out)
     assert PromptFormat.load(out) == PromptFormat()
@@ -144,8 +145,23 @@ def test_base_without_our_format_gets_it_and_trains_the_new_token_rows(tmp_path,
     wte_before, wte_after = before["transformer.wte.weight"], after["transformer.wte.weight"]
     old = wte_before.shape[0]
     assert wte_after.shape[0] == old + 4  # [BOS] [SEP] [EOS] [PAD] added
-    assert torch.equal(wte_after[:old], wte_before)  # the base's own rows did not move
+    assert torch.equal(wte_after[:old], wte_before)  # the base's own rows did not move ...
+    fresh = add_rows_reference(plain_bpe_model_dir)
+    assert not torch.allclose(wte_after[old:], fresh)  # ... the added tokens' rows learned
     assert "added special tokens" in result.trained
+
+
+def add_rows_reference(model_dir: Path) -> torch.Tensor:
+    """The rows `add_special_tokens` gives the new tokens before any training."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from textgen.prompt import add_special_tokens
+
+    tok, model = AutoTokenizer.from_pretrained(model_dir), AutoModelForCausalLM.from_pretrained(model_dir)
+    n = model.get_input_embeddings().weight.shape[0]
+    torch.manual_seed(0)  # as train() does with its seed
+    add_special_tokens(tok, PromptFormat(), model)
+    return model.get_input_embeddings().weight[n:].detach()
 
 
 def test_scratch_base_builds_tokenizer_and_model(tmp_path):
@@ -206,6 +222,20 @@ def test_keyword_augmentation_varies_by_epoch_and_keeps_the_rows_keywords(bpe_mo
     again = ds.draw_keywords(keywords, 0)
     ds.set_epoch(7)
     assert ds.draw_keywords(keywords, 0) == again  # reproducible
+
+
+def test_training_draws_keywords_afresh_each_epoch(tmp_path, bpe_model_dir, monkeypatch):
+    epochs = []
+    original = ExampleDataset.__getitem__
+
+    def spy(self, index):
+        if self.augment:
+            epochs.append(self.epoch)
+        return original(self, index)
+
+    monkeypatch.setattr(ExampleDataset, "__getitem__", spy)
+    result = train(config(tmp_path, bpe_model_dir, max_steps=20, eval_steps=100, samples=0))
+    assert result.epochs > 1 and set(epochs) == {0, 1}  # Trainer's set_epoch reaches the dataset
 
 
 def test_plan_windows_covers_every_token_once():
