@@ -1,0 +1,217 @@
+"""The Fine-tune tab in a real browser (Debian's Chromium driven by Playwright, as in
+tests/test_browser.py): upload and report, start, progress and loss plot, a page reload that
+re-attaches to the running job, stop, then a run to the end, its download and its use in the
+Generate tab. Screenshots land in tests/screenshots/finetune-*.png."""
+from __future__ import annotations
+
+import csv
+import os
+import socket
+import zipfile
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [pytest.mark.browser, pytest.mark.slow,
+              pytest.mark.skipif(not CHROMIUM.exists(),
+                                 reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium)")]
+SHOTS = Path(__file__).resolve().parent / "screenshots"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TIMEOUT_MS = 60_000
+TRAIN_MS = 240_000
+STORY = ("The storm rolled over the sea at night and the sailors watched the lightning. "
+         "A quiet garden in spring, with flowers opening under a pale moon. ")
+
+
+@pytest.fixture(scope="module")
+def registry(bpe_model_dir, bert_zh_model_dir, tmp_path_factory):
+    from finetune.registry import ModelRegistry
+
+    return ModelRegistry(tmp_path_factory.mktemp("home"), extra=[bpe_model_dir, bert_zh_model_dir],
+                         builtins=False)
+
+
+@pytest.fixture(scope="module")
+def server(registry):
+    import app
+    import finetune.ui as ui
+    from finetune.jobs import JobManager
+
+    managers = []
+    original = ui.make_manager
+    ui.make_manager = lambda reg: managers.append(JobManager(reg.home, reg, poll_s=0.1)) or managers[-1]
+    try:
+        demo = app.build_app(registry)
+    finally:
+        ui.make_manager = original
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                            **app.launch_kwargs(registry))
+    yield url
+    demo.close()
+    managers[0].close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US", accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(server)
+    open_tab(page)
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "storms.csv"
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["title", "keywords", "text"])
+        for i in range(24):
+            writer.writerow([f"Storm {i}", "storm, sea, night", (STORY * (6 if i % 4 == 0 else 1)).strip()])
+    return path
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(exist_ok=True)
+    page.wait_for_timeout(400)  # let transitions settle
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def open_tab(page) -> None:
+    page.get_by_role("tab", name="Fine-tune 微调").click()
+    page.locator("#ft-file").wait_for(state="visible")
+
+
+def upload(page, path: Path) -> None:
+    page.locator("#ft-file input[type=file]").set_input_files(str(path))
+
+
+def set_slider(page, elem_id: str, value: int) -> None:
+    number = page.locator(f"#{elem_id} input[type=number]").first
+    number.fill(str(value))
+    number.press("Enter")
+    number.blur()
+    page.wait_for_function(f"document.querySelector('#{elem_id} input[type=range]').value === '{value}'")
+
+
+def status_has(page, text: str, timeout: int = TIMEOUT_MS) -> None:
+    page.wait_for_function("t => document.querySelector('#ft-status').innerText.includes(t)", arg=text,
+                           timeout=timeout)
+
+
+def step_at_least(page, n: int, timeout: int = TRAIN_MS) -> None:
+    page.wait_for_function(
+        "n => { const m = document.querySelector('#ft-status').innerText.match(/step (\\d+) \\//);"
+        " return m && Number(m[1]) >= n; }", arg=n, timeout=timeout)
+
+
+def current_step(page) -> int:
+    import re
+
+    return int(re.search(r"step (\d+) /", page.locator("#ft-status").inner_text()).group(1))
+
+
+def test_upload_report_start_progress_reload_and_stop(page, corpus, server):
+    assert "No fine-tune yet" in page.locator("#ft-status").inner_text()
+    assert page.locator("#ft-start").is_disabled()
+    upload(page, corpus)
+    page.locator("#ft-report", has_text="ready to train").wait_for()
+    report = page.locator("#ft-report").inner_text()
+    assert "24 kept of 24" in report and "from the keywords column" in report
+    page.locator("#ft-preview", has_text="Storm 0").wait_for()
+    assert page.locator("#ft-name input, #ft-name textarea").first.input_value().startswith("storms")
+    page.locator("#ft-start:not([disabled])").wait_for()
+    shot(page, "finetune-report")
+
+    set_slider(page, "ft-max-steps", 300)
+    page.locator("#ft-start").click()
+    status_has(page, "training 训练中", TRAIN_MS)
+    step_at_least(page, 3)
+    page.locator("#ft-plot canvas, #ft-plot svg").first.wait_for()
+    assert "ETA" in page.locator("#ft-status").inner_text()
+    assert page.locator("#ft-start").is_disabled() and page.locator("#ft-stop").is_enabled()
+    page.locator("#ft-samples .ft-sample").first.wait_for(timeout=TRAIN_MS)
+    shot(page, "finetune-training")
+
+    before = current_step(page)
+    page.reload()  # the run survives a reload: the page re-attaches to it
+    open_tab(page)
+    status_has(page, "training 训练中")
+    step_at_least(page, before + 1)
+    page.locator("#ft-plot canvas, #ft-plot svg").first.wait_for()
+
+    page.locator("#ft-stop").click()
+    status_has(page, "stopped 已停止", 30_000)
+    assert "Resume continues from step" in page.locator("#ft-status").inner_text()
+    page.locator("#ft-resume").wait_for(state="visible")
+    assert page.locator("#ft-start").is_disabled()  # the reload ended the old session: its upload went
+    shot(page, "finetune-stopped")
+
+
+def test_bad_file_shows_why(page, tmp_path):
+    path = tmp_path / "page.csv"
+    path.write_text("<!DOCTYPE html><html><body><img src=x onerror=window.__pwned=1></body></html>")
+    upload(page, path)
+    page.get_by_text("file is an HTML page").first.wait_for()
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("#ft-start").is_disabled()
+    shot(page, "finetune-bad-file")
+
+
+def test_a_finished_fine_tune_is_used_downloaded_and_generates(page, corpus, tmp_path):
+    upload(page, corpus)
+    page.locator("#ft-report", has_text="ready to train").wait_for()
+    name = page.locator("#ft-name input, #ft-name textarea").first
+    name.fill("Storm poems")
+    set_slider(page, "ft-max-steps", 10)
+    page.locator("#ft-start:not([disabled])").click()
+    status_has(page, "done 完成", TRAIN_MS)
+    page.locator("#ft-done").wait_for(state="visible")
+    assert "step 10 / 10" in page.locator("#ft-status").inner_text()
+    page.locator("#ft-zip").click()
+    page.locator("#ft-download").wait_for(state="visible")
+    with page.expect_download() as info:
+        page.locator("#ft-download").click()
+    saved = tmp_path / "model.zip"
+    info.value.save_as(saved)
+    with zipfile.ZipFile(saved) as zf:
+        assert any(n.endswith("model.safetensors") for n in zf.namelist())
+    page.get_by_text("Push to the Hugging Face Hub").click()
+    token = page.locator("#ft-token input")
+    assert token.get_attribute("type") == "password"
+    page.locator("#ft-repo input, #ft-repo textarea").first.fill("someone/storm-poems")
+    token.fill("hf_SECRET_token_123")
+    page.locator("#ft-push").click()
+    page.locator("#ft-pushed", has_text="could not reach the Hugging Face Hub").wait_for()
+    assert token.input_value() == ""  # emptied, never echoed back
+    stored = page.evaluate("JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage)])")
+    assert "hf_SECRET" not in stored and "hf_SECRET" not in page.content()
+    shot(page, "finetune-done")
+
+    page.get_by_role("tab", name="Generate 生成").click()
+    assert page.locator("#tg-model input").first.input_value() == "Storm poems"
+    page.locator("#tg-title textarea, #tg-title input").first.fill("Storm")
+    page.locator("#tg-generate").click()
+    page.wait_for_function("document.querySelector('#tg-status').innerText.includes('seed')")
+    assert "model" in page.locator("#tg-status").inner_text()
+    assert page.locator("#tg-cards .tg-card").count() >= 1
+    shot(page, "finetune-generate-with-it")
