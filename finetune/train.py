@@ -668,12 +668,24 @@ def _publish(out: Path, run, model, tokenizer, fmt, config: TrainConfig, result:
         fmt.save(folder)
         if run.metrics.is_file():
             shutil.copyfile(run.metrics, folder / run.metrics.name)
-        summary = {"config": config.to_dict(), "result": result.to_dict()}
+        cfg, res = _shareable(config.to_dict()), _shareable(result.to_dict())
+        summary = {"config": cfg, "result": res}
         (folder / "training.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n",
                                               encoding="utf-8")
-        (folder / "README.md").write_text(render_card(result.to_dict(), config.to_dict()), encoding="utf-8")
+        (folder / "README.md").write_text(render_card(res, cfg), encoding="utf-8")
 
     publish(out, write, info={"base": result.base, "method": result.method, "step": result.global_step})
+
+
+def _shareable(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with file paths cut to their names: a model is downloaded and pushed to the
+    Hub, and this machine's folders (in the app: random session and job ids) mean nothing there."""
+    out = dict(record)
+    for key in ("data", "out", "output_dir", "checkpoint", "base"):
+        value = out.get(key)
+        if isinstance(value, str) and (key != "base" or Path(value).is_absolute()):
+            out[key] = Path(value).name
+    return out
 
 
 class _CallableModule(types.ModuleType):

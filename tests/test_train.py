@@ -130,6 +130,9 @@ def test_each_method_trains_saves_and_reloads(tmp_path, bpe_model_dir, method):
         assert any(".attn.c_attn.weight" in k for k in changed)
     card = (out / "README.md").read_text()
     assert method in card and "perplexity" in card and "Samples" in card
+    # no server paths in what gets downloaded or pushed: file names only
+    shared = card + (out / "training.json").read_text()
+    assert str(tmp_path) not in shared and str(bpe_model_dir) not in shared
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("loss" in x for x in lines) and any("eval_loss" in x for x in lines)
     assert not Path(str(out) + ".checkpoints").exists()  # the run folder goes once the model is out

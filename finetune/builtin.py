@@ -1,0 +1,281 @@
+"""Rebuild a built-in model from scratch, evaluate it, and write its model card.
+
+    python -m finetune.builtin zh      # → assets/models/textgen-zh
+    python -m finetune.builtin en      # → assets/models/textgen-en
+
+Each run: build the corpus from Debian packages (`finetune.corpora`), train a tokenizer and a
+small GPT-2 from scratch with the ordinary pipeline (`finetune.train`, `--base scratch`),
+measure it (eval perplexity, a unigram baseline on the same split, novelty of generated
+8-grams), store the weights as fp16 safetensors (≤ 10 MB), and publish atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+MAX_BYTES = 10 * 1024 * 1024
+NGRAM = 8
+
+
+@dataclass
+class Recipe:
+    """Training settings of one built-in model; the card records them."""
+
+    language: str
+    name: str
+    sources: tuple[str, ...]
+    epochs: float
+    batch_size: int = 16
+    max_length: int = 256
+    lr: float = 1e-3
+    eval_ratio: float = 0.05
+    seed: int = 0
+    max_steps: int = 0  # a cap that keeps a rebuild within a developer session on 2 CPU cores
+    sample_prompts: list[tuple[str, list[str]]] = field(default_factory=list)
+
+
+RECIPES = {
+    "zh": Recipe("zh", "textgen-zh", ("fortunes-zh",), epochs=12, sample_prompts=[
+        ("春夜", ["月", "花"]), ("送别", ["江", "柳", "酒"]), ("秋思", ["雁", "霜"]), ("", ["山", "水", "云"])]),
+    "en": Recipe("en", "textgen-en", ("jargon", "wordnet"), epochs=1, max_steps=2000, sample_prompts=[
+        ("hacker", ["computer", "program"]), ("kludge", ["fix", "ugly"]), ("garden", ["flower", "plant"]),
+        ("", ["water", "river", "boat"])]),
+}
+
+
+def ngrams(units: Sequence[str], n: int = NGRAM) -> list[tuple[str, ...]]:
+    return [tuple(units[i:i + n]) for i in range(len(units) - n + 1)]
+
+
+def units_of(text: str, language: str) -> list[str]:
+    """Characters for Chinese (no spaces), words for English."""
+    return [c for c in text if not c.isspace()] if language == "zh" else text.lower().split()
+
+
+def novelty(generated: Sequence[str], corpus: Sequence[str], language: str) -> tuple[float, int]:
+    """(share of generated 8-grams found verbatim in the corpus, number of 8-grams looked at)."""
+    seen = {g for text in corpus for g in ngrams(units_of(text, language))}
+    grams = [g for text in generated for g in ngrams(units_of(text, language))]
+    if not grams:
+        return 0.0, 0
+    return sum(g in seen for g in grams) / len(grams), len(grams)
+
+
+def unigram_perplexity(tokenizer, train_texts: Sequence[str], eval_texts: Sequence[str], eos_id: int) -> float:
+    """Perplexity of an add-one unigram model of the training texts' tokens (plus EOS) on the
+    eval texts: the baseline a language model must beat by a wide margin."""
+    def tokens(texts):
+        for t in texts:
+            yield from tokenizer.encode(t, add_special_tokens=False)
+            yield eos_id
+
+    counts = Counter(tokens(train_texts))
+    total, vocab = sum(counts.values()), len(tokenizer)
+    nll = n = 0
+    for tid in tokens(eval_texts):
+        nll -= math.log((counts[tid] + 1) / (total + vocab))
+        n += 1
+    return math.exp(nll / max(n, 1))
+
+
+def to_fp16(folder: Path) -> None:
+    """Rewrite the weights as fp16 safetensors: half the size, and the loader picks the compute
+    dtype anyway (bf16 or fp32)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, dtype=torch.float32)
+    model.to(torch.float16).save_pretrained(folder)
+    # The pipeline's completion marker hashes the fp32 weights, and training.json records this
+    # machine's paths: neither describes the shipped folder, whose card says how it was made.
+    for name in ("textgen_complete.json", "training.json"):
+        (folder / name).unlink(missing_ok=True)
+    for path in folder.iterdir():
+        path.chmod(0o644)
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def build(language: str, out: Path, work: Path, *, epochs: float | None = None, max_steps: int = 0,
+          n_novelty: int = 100) -> dict[str, Any]:
+    from textgen import Generator
+
+    from . import corpora
+    from .data import load_corpus
+    from .train import TrainConfig, split_rows, train
+
+    recipe = RECIPES[language]
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    csv_path = work / "corpus.csv"
+    rows_written, chars = corpora.write_csv(corpora.build(language, sources=recipe.sources), csv_path)
+    print(f"corpus: {rows_written} rows, {chars:,} characters → {csv_path}", file=sys.stderr)
+
+    config = TrainConfig(data=str(csv_path), out=str(work / "model"), base="scratch", config="small",
+                         method="full", epochs=epochs or recipe.epochs, max_steps=max_steps or recipe.max_steps,
+                         batch_size=recipe.batch_size, max_length=recipe.max_length, lr=recipe.lr,
+                         eval_ratio=recipe.eval_ratio, seed=recipe.seed, samples=2)
+    from .cli import TqdmProgress  # the CLI's progress bar
+
+    result = train(config, callbacks=[TqdmProgress()])
+    model_dir = Path(result.output_dir)
+    to_fp16(model_dir)
+
+    rows, _ = load_corpus(csv_path)
+    train_rows, eval_rows = split_rows(rows, config.eval_ratio, config.seed)
+    gen = Generator.from_pretrained(str(model_dir))
+    loaded = gen.backend_for(eval_rows[0].title, eval_rows[0].keywords)
+    eos = loaded.tokenizer.convert_tokens_to_ids(loaded.fmt.eos)
+    unigram = unigram_perplexity(loaded.tokenizer, [r.text for r in train_rows], [r.text for r in eval_rows], eos)
+
+    generated = []
+    for i, row in enumerate(eval_rows[:n_novelty]):
+        res = gen.generate(row.title, row.keywords[:3], n=1, seed=i, max_new_tokens=96, keyword_mode="off")
+        generated.append(res[0].text)
+    share, grams = novelty(generated, [r.text for r in rows], language)
+
+    samples = []
+    for title, kws in recipe.sample_prompts:
+        for mode in ("off", "guaranteed"):
+            res = gen.generate(title, kws, n=1, seed=0, max_new_tokens=80, keyword_mode=mode)
+            samples.append({"title": title, "keywords": kws, "mode": mode, "text": res[0].text,
+                            "missing": res[0].missing})
+    metrics = {
+        "language": language, "rows": rows_written, "characters": chars, "eval_rows": len(eval_rows),
+        "eval_loss": result.eval_loss, "perplexity": result.perplexity, "unigram_perplexity": unigram,
+        "novelty_8gram_verbatim_share": share, "novelty_8grams": grams, "novelty_prompts": len(generated),
+        "params": result.total_params, "tokens_trained": result.tokens_trained, "steps": result.global_step,
+        "epochs": result.epochs, "train_seconds": result.elapsed_s, "total_seconds": time.time() - started,
+        "precision": result.precision, "hardware": _hardware(),
+    }
+    write_card(model_dir, recipe, config, metrics, samples)
+    (model_dir / "builtin_metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2) + "\n")
+    size = folder_bytes(model_dir)
+    if size > MAX_BYTES:
+        raise SystemExit(f"{recipe.name} is {size / 1e6:.1f} MB; built-in models must stay under 10 MB")
+    publish(model_dir, out)
+    metrics["bytes"] = size
+    return metrics
+
+
+def publish(src: Path, out: Path) -> None:
+    """Copy to a sibling temp folder, then swap it in, so `out` is never half written."""
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("checkpoint-*", "*.lock"))
+    old = out.with_name(out.name + ".old")
+    if out.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _hardware() -> str:
+    cpu = "CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, {platform.system()}"
+
+
+def write_card(folder: Path, recipe: Recipe, config, metrics: dict[str, Any], samples: list[dict]) -> None:
+    from .corpora import SOURCES
+
+    src_lines = "\n".join(f"- **{name}** (Debian package `{SOURCES[name].package}`): {SOURCES[name].description} "
+                          f"Licence: {SOURCES[name].licence}." for name in recipe.sources)
+    table = "\n".join(
+        f"| {s['title'] or '(none)'} | {', '.join(s['keywords'])} | {s['mode']} | "
+        f"{s['text'][:160].replace(chr(10), ' / ').replace('|', '¦')} | {', '.join(s['missing']) or '—'} |"
+        for s in samples)
+    m = metrics
+    card = f"""---
+language: {recipe.language}
+license: other
+library_name: transformers
+tags: [gpt2, text-generation, textgen]
+---
+
+# {recipe.name}
+
+A small GPT-2 (`GPT2LMHeadModel`, {m['params']:,} parameters, fp16 safetensors) trained **from
+scratch** by textgen's own pipeline on the corpus below, in textgen's
+`[BOS] title [SEP] keywords [SEP] text [EOS]` format. It is textgen's offline default for
+{'Chinese' if recipe.language == 'zh' else 'English'} prompts: small enough to ship in the
+repository, not a general-purpose language model.
+
+## Corpus
+{src_lines}
+
+{m['rows']:,} rows, {m['characters']:,} characters of text; keywords extracted automatically
+(jieba TF-IDF for Chinese, frequency of content words for English). The corpus is rebuilt
+from the installed packages at training time and is not shipped.
+
+## Rebuild
+
+```bash
+python -m finetune.builtin {recipe.language}
+```
+
+Settings: tokenizer trained on the corpus (byte-level BPE), `--base scratch --config small`,
+{config.epochs:g} epochs, batch {config.batch_size}, max length {config.max_length}, learning rate
+{config.learning_rate:g}, eval share {config.eval_ratio:g}, seed {config.seed}.
+Trained in {m['train_seconds'] / 60:.1f} min ({m['steps']} steps, {m['tokens_trained']:,} tokens,
+{m['precision']}) on {m['hardware']}.
+
+## Evaluation (held-out {m['eval_rows']} rows)
+
+| metric | value |
+|---|---|
+| eval loss | {m['eval_loss']:.3f} |
+| perplexity | {m['perplexity']:.1f} |
+| unigram perplexity (same tokens, add-one) | {m['unigram_perplexity']:.1f} |
+| novelty: generated {NGRAM}-grams found verbatim in the corpus | {m['novelty_8gram_verbatim_share']:.1%} of {m['novelty_8grams']:,} ({'characters' if recipe.language == 'zh' else 'words'}, {m['novelty_prompts']} prompts) |
+
+## Samples (seed 0)
+
+| title | keywords | keyword mode | text | missing |
+|---|---|---|---|---|
+{table}
+"""
+    (folder / "README.md").write_text(card, encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m finetune.builtin", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("language", choices=sorted(RECIPES), help="which built-in model to rebuild")
+    parser.add_argument("--out", type=Path, help="where to publish (default assets/models/textgen-LANG)")
+    parser.add_argument("--work", type=Path, help="working folder (default runs/builtin-LANG)")
+    parser.add_argument("--epochs", type=float, help="override the recipe's epochs")
+    parser.add_argument("--max-steps", type=int, default=0, help="stop after N steps (for quick checks)")
+    parser.add_argument("--novelty-prompts", type=int, default=100, help="prompts generated to measure novelty")
+    args = parser.parse_args(argv)
+    recipe = RECIPES[args.language]
+    out = args.out or ROOT / "assets" / "models" / recipe.name
+    work = args.work or ROOT / "runs" / f"builtin-{args.language}"
+    metrics = build(args.language, out, work, epochs=args.epochs, max_steps=args.max_steps,
+                    n_novelty=args.novelty_prompts)
+    print(json.dumps(metrics, ensure_ascii=False, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
