@@ -5,7 +5,7 @@
 
 Both recipes train the same model on the same rows, batch size 8, one process each:
 
-- pipeline: `finetune.train` as users run it: length-grouped batches padded to the longest
+- pipeline: `finetune.training` as users run it: length-grouped batches padded to the longest
   example, long texts cut into 768-token windows, loss on the text only, bf16 autocast where
   the CPU has native bf16 (`--precision`), no evaluation or checkpoints during the timing.
 - seed: what the project started from: every row (title, keywords, text joined by newlines)

@@ -3,13 +3,13 @@
 Heavy modules (torch, transformers) load only when a name is first used:
 
 >>> import finetune            # instant
->>> finetune.TrainConfig       # doctest: +SKIP   (imports finetune.train)
+>>> finetune.TrainConfig       # doctest: +SKIP   (imports finetune.training)
 """
 from __future__ import annotations
 
 _LAZY = {
-    "TrainConfig": "finetune.train",
-    "train": "finetune.train",
+    "TrainConfig": "finetune.training",
+    "train": "finetune.training",
     "load_corpus": "finetune.data",
     "DataError": "finetune.data",
     "DataLimits": "finetune.data",

@@ -4,7 +4,7 @@
     python -m finetune.builtin en      # → assets/models/textgen-en
 
 Each run: build the corpus from Debian packages (`finetune.corpora`), train a tokenizer and a
-small GPT-2 from scratch with the ordinary pipeline (`finetune.train`, `--base scratch`),
+small GPT-2 from scratch with the ordinary pipeline (`finetune.training`, `--base scratch`),
 measure it (eval perplexity, a unigram baseline on the same split, novelty of generated
 8-grams), store the weights as fp16 safetensors (≤ 10 MB), and publish atomically.
 """
@@ -115,7 +115,7 @@ def build(language: str, out: Path, work: Path, *, epochs: float | None = None, 
 
     from . import corpora
     from .data import load_corpus
-    from .train import TrainConfig, split_rows, train
+    from .training import TrainConfig, split_rows, train
 
     recipe = RECIPES[language]
     work.mkdir(parents=True, exist_ok=True)

@@ -317,7 +317,7 @@ class JobManager:
         Raises Busy (another job runs), JobError (no upload, a job of yours runs) or ValueError
         naming the field (settings out of bounds or over the caps)."""
         from .registry import clean_label
-        from .train import TrainConfig
+        from .training import TrainConfig
 
         _check_owner(owner)
         label = clean_label(label)
@@ -910,7 +910,7 @@ def _describe(exc: BaseException) -> dict[str, str]:
     """The error event: messages written for users pass as they are; others get a prefix."""
     try:
         from .checkpoints import SaveError
-        from .train import TrainingDiverged
+        from .training import TrainingDiverged
         from textgen.loading import ModelLoadError
 
         clear: tuple[type, ...] = (ValueError, SaveError, ModelLoadError, TrainingDiverged)  # DataError, OutputError
@@ -927,7 +927,7 @@ def _describe(exc: BaseException) -> dict[str, str]:
 def _train(spec: dict[str, Any], events: _EventWriter, stop: threading.Event):
     import transformers
 
-    from .train import TrainConfig, train
+    from .training import TrainConfig, train
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()

@@ -21,7 +21,7 @@ from transformers import Trainer, TrainerCallback
 from .checkpoints import RunDir
 from .dataset import LengthGroupedSampler
 from .methods import unwrap
-from .train import TrainingDiverged
+from .training import TrainingDiverged
 
 SAMPLE_TOKENS = 48  # new tokens per sample text shown at each evaluation
 SAMPLE_SECONDS = 30.0

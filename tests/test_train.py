@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from finetune import TrainConfig, train
 from finetune.checkpoints import CHECKPOINT_MARKER, COMPLETE_MARKER, RUN_MARKER, SaveError, publish
 from finetune.dataset import IGNORE_INDEX, Collator, ExampleDataset, plan_windows
-from finetune.train import TrainingDiverged
+from finetune.training import TrainingDiverged
 from textgen.prompt import PromptFormat, encode_example, token_ids
 
 REPO = Path(__file__).resolve().parent.parent
@@ -173,11 +173,11 @@ def test_scratch_base_builds_tokenizer_and_model(tmp_path):
     assert_loads(Path(result.output_dir))
 
 
-def test_train_is_callable_from_the_package_whatever_was_imported_first():
+def test_package_exports_the_function_whatever_was_imported_first():
     import finetune
-    import finetune.train as module
+    import finetune.training as module
 
-    assert callable(finetune.train) and callable(module) and module.TrainConfig is TrainConfig
+    assert finetune.train is module.train and finetune.TrainConfig is module.TrainConfig is TrainConfig
 
 
 # -- examples: labels, augmentation, windows -----------------------------------------------------

@@ -24,10 +24,8 @@ import json
 import math
 import os
 import random
-import sys
 import threading
 import time
-import types
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -686,16 +684,3 @@ def _shareable(record: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, str) and (key != "base" or Path(value).is_absolute()):
             out[key] = Path(value).name
     return out
-
-
-class _CallableModule(types.ModuleType):
-    """`finetune.train` names both this module and its `train()` function: the package exports
-    the function lazily, but Python binds the submodule to the same attribute of the package
-    once it is imported. Calling the module calls the function, so `from finetune import train;
-    train(config)` works whichever was imported first."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> TrainResult:
-        return train(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
