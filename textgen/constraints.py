@@ -1,8 +1,63 @@
-"""Keyword modes. `off` adds nothing; `soft` and `guaranteed` bias decoding (issue 3)."""
+"""Keyword modes: how hard decoding pushes the keywords into the generated text (issue 3).
+
+- ``off``: nothing is added; keywords only condition the prompt.
+- ``soft``: the first tokens of keywords not yet written get a boost that grows as the
+  budget runs out, and part of the end tokens' probability; once the model picks such a
+  first token, the keyword's remaining tokens are written. Fluent, usually covers, no promise.
+- ``guaranteed``: as soft, but the end tokens are blocked while a keyword is missing, and
+  when the remaining budget only just fits the missing keywords the next one is forced.
+  Every row then contains every keyword (`Generator` refuses budgets that cannot fit them).
+
+>>> build_constraints("off", tokenizer=None, keywords=["sea"], n=1, prompt_len=3,
+...                   max_new_tokens=20, end_ids=[0]).processors
+[]
+
+Why by hand: transformers 5 moved constrained beam search (``force_words_ids``,
+``Constraint``) out of its core into hub remote code, which textgen never runs; and beam
+search could neither sample nor stream anyway. One `LogitsProcessor` with a little state
+per batch row keeps sampling, seeds and streaming exactly as in ``off`` mode.
+
+A keyword counts as written when it is in the *decoded* text (see `coverage`), since it
+can appear through a tokenisation we did not plan. Each keyword therefore has several
+token sequences ("variants"): its surface forms (as given, lower-case, Capitalised,
+Title Case), with and without a leading space, and as a continuation after a word —
+which covers GPT-2's "Ġstorm"/"storm"/"Storm", sentencepiece's "▁" marker and BERT's
+per-character Chinese vocabularies. Variants are checked by decoding them.
+
+transformers applies custom processors *before* its temperature/top-k/top-p warpers
+(`GenerationMixin._get_logits_processor`). A forced token is therefore made the only
+finite logit of its row: every warper keeps the maximum, so it survives in any order.
+"""
 from __future__ import annotations
 
+import math
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
+
+import torch
+from transformers import LogitsProcessor
+
+from .coverage import find_keyword
+from .lang import has_cjk
+
+Decode = Callable[[Sequence[int]], str]
+
+# Logit boost of pending keywords' first tokens: small at the start, so the model picks
+# its own moment, and larger towards the end of the budget (applied before temperature).
+BOOST_START = 1.0
+BOOST_END = 4.0
+# Soft mode: share of the end tokens' probability moved to the pending keywords' first
+# tokens, so that where the model would stop it writes a keyword instead. (Guaranteed mode
+# blocks the end tokens and lets their mass spread over all tokens: moving it to the keywords
+# there placed them early in short texts and cost more perplexity, see benchmarks/README.md.)
+SOFT_END_TRANSFER = 0.5
+# Tokens decoded beyond a keyword's UTF-8 length when looking for it at the end of a row:
+# every token carries at least one byte, plus room for a leading space or special tokens.
+_TAIL_SLACK = 8
+# Words the variants are tried after, as the continuation of a text ("astorm", "。明月").
+_ANCHORS = ("a", "。")
 
 
 @dataclass
@@ -11,8 +66,303 @@ class Constraints:
     stopping: list[Any] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One token sequence that writes a keyword."""
+
+    ids: tuple[int, ...]
+    lead: bool  # its own text starts with whitespace (" storm")
+    spaced: bool  # written after a word, it starts a new word ("▁storm", BERT's "storm")
+
+
+@dataclass(frozen=True)
+class KeywordForms:
+    keyword: str
+    cjk: bool
+    variants: tuple[Variant, ...]  # shortest first; empty when the vocabulary cannot write it
+
+    @property
+    def min_len(self) -> int:
+        return len(self.variants[0].ids) if self.variants else 0
+
+
+# Per tokenizer: keyword variants and single-token texts, so repeated requests cost nothing.
+_CACHE: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+def _cache(tokenizer) -> dict:
+    try:
+        return _CACHE.setdefault(tokenizer, {"forms": {}, "texts": {}})
+    except TypeError:  # not weak-referenceable: no caching
+        return {"forms": {}, "texts": {}}
+
+
+def _raw_decode(tokenizer, ids: Sequence[int]) -> str:
+    return tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+
+def _encode(tokenizer, text: str) -> list[int]:
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
+def _surface_forms(keyword: str) -> list[str]:
+    if has_cjk(keyword):
+        return [keyword]
+    forms = [keyword, keyword.lower(), keyword[:1].upper() + keyword[1:], keyword.title()]
+    return list(dict.fromkeys(forms))
+
+
+def _candidate_ids(tokenizer, form: str) -> list[list[int]]:
+    out = [_encode(tokenizer, form), _encode(tokenizer, " " + form)]
+    for anchor in _ANCHORS:
+        head, whole = _encode(tokenizer, anchor), _encode(tokenizer, anchor + form)
+        if whole[:len(head)] == head:  # the form did not merge into the anchor
+            out.append(whole[len(head):])
+    return out
+
+
+def keyword_forms(tokenizer, keyword: str, *, decode: Decode, end_ids: Sequence[int]) -> KeywordForms:
+    """The token sequences that write `keyword` with this tokenizer (cached per tokenizer).
+
+    A sequence qualifies when its decoded text contains the keyword on its own and after a
+    word, and it holds no special or end token.
+    """
+    key = (keyword, tuple(sorted(end_ids)))
+    cache = _cache(tokenizer)["forms"]
+    if key in cache:
+        return cache[key]
+    banned = set(end_ids) | set(getattr(tokenizer, "all_special_ids", []))
+    anchor = _encode(tokenizer, _ANCHORS[0])
+    anchor_text = _raw_decode(tokenizer, anchor)
+    found: dict[tuple[int, ...], Variant] = {}
+    for form in _surface_forms(keyword):
+        for ids in _candidate_ids(tokenizer, form):
+            ids_t = tuple(ids)
+            if not ids or ids_t in found or banned.intersection(ids):
+                continue
+            if find_keyword(decode(ids), keyword) is None or find_keyword(decode(anchor + ids), keyword) is None:
+                continue
+            after_word = _raw_decode(tokenizer, anchor + ids)
+            spaced = after_word.startswith(anchor_text) and after_word[len(anchor_text):][:1].isspace()
+            found[ids_t] = Variant(ids_t, _raw_decode(tokenizer, ids)[:1].isspace(), spaced)
+    variants = tuple(sorted(found.values(), key=lambda v: (len(v.ids), v.lead)))
+    cache[key] = forms = KeywordForms(keyword, has_cjk(keyword), variants)
+    return forms
+
+
+def tokens_needed(tokenizer, keywords: Sequence[str], *, decode: Decode, end_ids: Sequence[int]) -> int:
+    """New tokens that guaranteed mode needs at least to write every keyword.
+
+    Raises ValueError naming `keywords` when the vocabulary cannot write one of them.
+    """
+    total = 0
+    for kw in keywords:
+        forms = keyword_forms(tokenizer, kw, decode=decode, end_ids=end_ids)
+        if not forms.variants:
+            raise ValueError(f"keywords: {kw!r} cannot be written with this model's vocabulary, "
+                             "so it cannot be guaranteed; use keyword_mode 'soft' or change it")
+        total += forms.min_len
+    return total
+
+
+def default_decode(tokenizer, end_ids: Sequence[int]) -> Decode:
+    """The decoding `Generator` applies to a candidate's ids (for callers that pass none)."""
+    from .cleanup import decode_text, spaces_between_cjk
+
+    strip = spaces_between_cjk(tokenizer)
+    return lambda ids: decode_text(tokenizer, ids, end_ids=end_ids, strip_cjk_spaces=strip)
+
+
 def build_constraints(mode: str, *, tokenizer, keywords: Sequence[str], n: int, prompt_len: int,
-                      max_new_tokens: int, end_ids: Sequence[int]) -> Constraints:
+                      max_new_tokens: int, end_ids: Sequence[int], decode: Decode | None = None) -> Constraints:
+    """Logits processors (and stopping criteria) for a keyword mode; fresh state per call."""
     if mode == "off" or not keywords:
         return Constraints()
-    raise NotImplementedError(f"keyword_mode: {mode!r} is not available yet; use 'off'")
+    if mode not in ("soft", "guaranteed"):
+        raise ValueError(f"keyword_mode: must be one of off, soft, guaranteed, got {mode!r}")
+    decode = decode or default_decode(tokenizer, end_ids)
+    forms = [keyword_forms(tokenizer, kw, decode=decode, end_ids=end_ids) for kw in keywords]
+    forms = [f for f in forms if f.variants]  # soft mode simply skips what cannot be written
+    if not forms:
+        return Constraints()
+    processor = KeywordProcessor(forms, tokenizer=tokenizer, decode=decode, guaranteed=mode == "guaranteed",
+                                 n=n, prompt_len=prompt_len, max_new_tokens=max_new_tokens, end_ids=end_ids)
+    return Constraints(processors=[processor])
+
+
+@dataclass
+class _Row:
+    """Decoding state of one batch row."""
+
+    pending: list[int]  # indices of keywords not yet in the text
+    ids: list[int] = field(default_factory=list)  # generated so far, without end/pad tokens
+    finished: bool = False
+    # keyword variants being written: their first `depth` tokens are the row's last tokens
+    partial: list[tuple[int, Variant]] = field(default_factory=list)
+    depth: int = 0
+    # first tokens boosted or forced at the last step → the variants they would start
+    offered: dict[int, list[tuple[int, Variant]]] = field(default_factory=dict)
+
+
+class KeywordProcessor(LogitsProcessor):
+    """Steers each row towards the keywords it has not written yet (soft or guaranteed).
+
+    Called once per step with the ids so far (B, T) and the next-token logits (B, V). State
+    is updated from the tokens appended since the previous call, so the same seed gives the
+    same output, streamed or not.
+    """
+
+    def __init__(self, forms: Sequence[KeywordForms], *, tokenizer, decode: Decode, guaranteed: bool,
+                 n: int, prompt_len: int, max_new_tokens: int, end_ids: Sequence[int]) -> None:
+        self.forms = list(forms)
+        self.tokenizer, self.decode, self.guaranteed = tokenizer, decode, guaranteed
+        self.prompt_len, self.max_new_tokens = prompt_len, max_new_tokens
+        self.end_ids = sorted(set(end_ids))
+        self._end_set = set(self.end_ids)
+        self._texts: dict[int, str] = _cache(tokenizer)["texts"]
+        self._lower = [f.keyword.lower() for f in self.forms]
+        self._tail = [len(f.keyword.encode("utf-8")) + _TAIL_SLACK for f in self.forms]
+        self.rows = [_Row(list(range(len(self.forms)))) for _ in range(n)]
+        self._seen = 0  # generated tokens already observed
+
+    # -- state ------------------------------------------------------------------------------
+    def _text(self, tid: int) -> str:
+        text = self._texts.get(tid)
+        if text is None:
+            text = self._texts[tid] = _raw_decode(self.tokenizer, [tid])
+        return text
+
+    def _observe(self, row: _Row, tid: int) -> None:
+        if row.finished:
+            return
+        if tid in self._end_set:  # ended (or padding after the end): never touched again
+            row.finished = True
+            return
+        row.ids.append(tid)
+        if row.partial:
+            row.partial = [(k, v) for k, v in row.partial if v.ids[row.depth] == tid]
+            row.depth += 1
+        elif tid in row.offered:
+            row.partial, row.depth = list(row.offered[tid]), 1
+        row.offered = {}
+        completed = any(len(v.ids) == row.depth for _, v in row.partial)
+        row.partial = [(k, v) for k, v in row.partial if len(v.ids) > row.depth]
+        if row.pending and (completed or self._could_complete(tid, row.pending)):
+            self._detect(row)
+        row.partial = [(k, v) for k, v in row.partial if k in row.pending]
+        if not row.partial:
+            row.depth = 0
+
+    def _could_complete(self, tid: int, pending: list[int]) -> bool:
+        """Whether this token can end a keyword, so that a decode is worth it: the keyword is
+        in its text, or a start of its text is an end of the keyword ("ea" ends "sea").
+        A token that decodes to nothing or to U+FFFD may finish a multi-byte character.
+        A miss only costs fluency (the keyword is forced again), never the guarantee."""
+        text = self._text(tid).lower().removeprefix("##")  # WordPiece continuation marker
+        if not text or "\ufffd" in text:
+            return True
+        for k in pending:
+            kw = self._lower[k]
+            if kw in text or any(kw.endswith(text[:j]) for j in range(1, min(len(text), len(kw)) + 1)):
+                return True
+        return False
+
+    def _detect(self, row: _Row) -> None:
+        """Mark keywords found in the decoded text: a short tail first, then the whole row
+        to confirm, so that coverage here agrees with `coverage()` on the final text."""
+        tail = self.decode(row.ids[-max(self._tail[k] for k in row.pending):])
+        if not any(find_keyword(tail, self.forms[k].keyword) for k in row.pending):
+            return
+        full = self.decode(row.ids)
+        row.pending = [k for k in row.pending if find_keyword(full, self.forms[k].keyword) is None]
+
+    # -- decisions --------------------------------------------------------------------------
+    def _options(self, row: _Row, remaining: int, need: int) -> tuple[list, list]:
+        """(fitting, clean) keyword variants for the row's next token. Fitting: it leaves room
+        for the other pending keywords' shortest variants. Clean: it reads naturally here,
+        i.e. a word of its own after a word, no stray space at the start or inside Chinese."""
+        at_word_start = not row.ids or self._text(row.ids[-1])[-1:].isspace()
+        fitting, clean = [], []
+        for k in row.pending:
+            form = self.forms[k]
+            room = remaining - need + form.min_len
+            for v in form.variants:  # shortest first
+                if len(v.ids) > room:
+                    break
+                fitting.append((k, v))
+                if (not v.lead) if (form.cjk or at_word_start) else v.spaced:
+                    clean.append((k, v))
+        return fitting, clean
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        generated = input_ids.shape[1] - self.prompt_len
+        if generated > self._seen:
+            for row, new in zip(self.rows, input_ids[:, self.prompt_len + self._seen:].tolist()):
+                for tid in new:
+                    self._observe(row, tid)
+            self._seen = generated
+        remaining = self.max_new_tokens - generated  # tokens left, this one included
+        plan = _Plan(boost=BOOST_START + (BOOST_END - BOOST_START) * generated / self.max_new_tokens)
+        for r, row in enumerate(self.rows):
+            if row.finished or not (row.pending or row.partial):
+                continue
+            if row.partial:  # a keyword begun: complete it (measured: far better than a nudge)
+                nexts = list(dict.fromkeys(v.ids[row.depth] for _, v in row.partial))
+                plan.forced.append((r, self._best(scores, r, nexts)))
+                continue
+            need = sum(self.forms[k].min_len for k in row.pending)
+            fitting, clean = self._options(row, remaining, need)
+            plan.ending.append(r)
+            if self.guaranteed and remaining <= need:  # one free token more and they would not fit
+                options = clean or fitting or [(k, self.forms[k].variants[0]) for k in row.pending]
+                tid = self._best(scores, r, list(dict.fromkeys(v.ids[0] for _, v in options)))
+                row.offered = {tid: [(k, v) for k, v in options if v.ids[0] == tid][:1]}
+                plan.forced.append((r, tid))
+                continue
+            row.offered = {}
+            for k, v in clean:
+                row.offered.setdefault(v.ids[0], []).append((k, v))
+            plan.offers.extend((r, t, -math.log(len(row.offered))) for t in row.offered)
+        return self._apply(scores, plan)
+
+    @staticmethod
+    def _best(scores: torch.FloatTensor, r: int, tids: list[int]) -> int:
+        """The candidate token the model likes best (ties: the first)."""
+        if len(tids) == 1:
+            return tids[0]
+        values = scores[r, tids].tolist()
+        return tids[max(range(len(tids)), key=values.__getitem__)]
+
+    def _apply(self, scores: torch.FloatTensor, plan: "_Plan") -> torch.FloatTensor:
+        if not (plan.forced or plan.offers or plan.ending):
+            return scores
+        scores = scores.clone()
+        dev = scores.device
+        ends = torch.tensor(self.end_ids, device=dev)
+        if plan.offers:
+            rows_l, toks_l, shares = zip(*plan.offers)
+            rows, toks = torch.tensor(rows_l, device=dev), torch.tensor(toks_l, device=dev)
+            boosted = scores[rows, toks] + plan.boost
+            if not self.guaranteed:  # a share of the wish to end, split evenly among them
+                moved = torch.logsumexp(scores[:, ends], dim=1)[rows] + math.log(SOFT_END_TRANSFER)
+                boosted = torch.logaddexp(boosted, moved + torch.tensor(shares, dtype=scores.dtype, device=dev))
+            scores[rows, toks] = boosted
+        if plan.ending:
+            rows = torch.tensor(plan.ending, device=dev)[:, None]
+            scores[rows, ends[None, :]] += float("-inf") if self.guaranteed else math.log1p(-SOFT_END_TRANSFER)
+        if plan.forced:
+            rows, toks = (torch.tensor(x, device=dev) for x in zip(*plan.forced))
+            keep = scores[rows, toks].clamp(min=torch.finfo(scores.dtype).min)
+            scores[rows] = float("-inf")  # top-k/top-p keep the maximum, so this survives them
+            scores[rows, toks] = keep
+        return scores
+
+
+@dataclass
+class _Plan:
+    """What one step does to the logits, gathered over the rows and then applied at once."""
+
+    boost: float
+    forced: list[tuple[int, int]] = field(default_factory=list)  # (row, token): the only choice
+    offers: list[tuple[int, int, float]] = field(default_factory=list)  # (row, first token, log share)
+    ending: list[int] = field(default_factory=list)  # rows whose end tokens are held back

@@ -18,7 +18,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from .cleanup import decode_text, spaces_between_cjk
-from .constraints import build_constraints
+from .constraints import build_constraints, tokens_needed
 from .coverage import Span, coverage
 from .keywords import parse_keywords
 from .lang import detect_language
@@ -217,6 +217,12 @@ class Generator:
         if len(prompt) + params.max_new_tokens > context:
             raise ValueError(f"max_new_tokens: at most {context - len(prompt)} for this prompt "
                              f"(the model's context is {context} tokens, the prompt uses {len(prompt)})")
+        if params.keyword_mode == "guaranteed" and words:
+            needed = tokens_needed(loaded.tokenizer, words, end_ids=backend.end_ids,
+                                   decode=lambda ids: self._decode(backend, ids))
+            if params.max_new_tokens < needed:
+                raise ValueError(f"max_new_tokens: {params.max_new_tokens} is too small to guarantee the "
+                                 f"keywords; writing them needs at least {needed} new tokens")
         seed = params.seed if params.seed is not None else random.SystemRandom().randrange(2**32)
         return _Request(title, words, params, seed, backend, prompt)
 
@@ -228,7 +234,8 @@ class Generator:
         prompt_len = len(req.prompt_ids)
         constraints = build_constraints(
             p.keyword_mode, tokenizer=loaded.tokenizer, keywords=req.keywords, n=p.n,
-            prompt_len=prompt_len, max_new_tokens=p.max_new_tokens, end_ids=req.backend.end_ids)
+            prompt_len=prompt_len, max_new_tokens=p.max_new_tokens, end_ids=req.backend.end_ids,
+            decode=lambda ids: self._decode(req.backend, ids))  # the very decoding `_finish` judges
         processors = [GeneratedRepetitionPenalty(p.repetition_penalty, prompt_len), *constraints.processors]
         input_ids = torch.tensor([req.prompt_ids], device=loaded.device)
         with torch.inference_mode():

@@ -1,0 +1,249 @@
+"""Keyword modes (issue 3) on tiny random models of three tokenizer families.
+
+Random weights never write a keyword by themselves, so every covered keyword in guaranteed
+mode is the constraint's doing: the guarantee is really tested.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from textgen import Generator
+from textgen.constraints import KeywordProcessor, build_constraints, keyword_forms, tokens_needed
+from textgen.prompt import encode_prompt
+from textgen.sampling import GeneratedRepetitionPenalty
+
+SEEDS = range(10)
+# Per family: a title and keywords mixing single- and multi-token, Latin and Chinese words.
+# They go in as one comma-separated string: a list item "machine learning" would be split
+# on its space by parse_keywords.
+CASES = {
+    "bpe": ("Storm", ["sea", "lightning", "machine learning", "Harbour", "明月"]),
+    "bert_zh": ("春夜", ["明月", "故乡", "storm", "花"]),
+    "spm": ("Storm", ["sea", "lightning", "machine learning", "明月"]),
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from a second thread, and on the shared 2-core machines
+    OpenMP's spinning threads make every op wait on a busy core: one thread is much faster."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def load() -> Callable[[Path], Generator]:
+    """Loads each model folder once for the whole module (loading is the slow part)."""
+    cache: dict[Path, Generator] = {}
+
+    def get(folder: Path) -> Generator:
+        if folder not in cache:
+            cache[folder] = Generator.from_pretrained(str(folder), dtype="float32")
+        return cache[folder]
+
+    return get
+
+
+@pytest.fixture(params=sorted(CASES))
+def family(request, load) -> tuple[str, Generator]:
+    return request.param, load(request.getfixturevalue(f"{request.param}_model_dir"))
+
+
+def _forms(gen: Generator, keyword: str):
+    backend = gen._fixed
+    return keyword_forms(backend.loaded.tokenizer, keyword, end_ids=backend.end_ids,
+                         decode=lambda ids: gen._decode(backend, ids))
+
+
+def guaranteed(gen: Generator, title: str, keywords: list[str], stream: bool = False, **params):
+    """Generate (or stream) in guaranteed mode; keywords joined so phrases stay whole."""
+    call = gen.stream if stream else gen.generate
+    return call(title, ", ".join(keywords), keyword_mode="guaranteed", **params)
+
+
+def _assert_all_covered(result, keywords: list[str]) -> None:
+    for cand in result:
+        assert cand.missing == [], (cand.text, cand.missing)
+        assert sorted(cand.covered) == sorted(keywords)
+        for span in cand.spans:
+            assert cand.text[span.start:span.end].lower() == span.keyword.lower()
+
+
+# -- guaranteed ------------------------------------------------------------------------------
+def test_guaranteed_covers_every_keyword_in_every_candidate(family):
+    name, gen = family
+    title, keywords = CASES[name]
+    assert any(_forms(gen, kw).min_len > 1 for kw in keywords), "the case needs a multi-token keyword"
+    for seed in SEEDS:
+        result = guaranteed(gen, title, keywords, n=4, seed=seed, max_new_tokens=30)
+        assert len(result) == 4
+        _assert_all_covered(result, keywords)
+
+
+def test_guaranteed_is_reproducible(family):
+    name, gen = family
+    title, keywords = CASES[name]
+    runs = [guaranteed(gen, title, keywords, n=3, seed=11, max_new_tokens=30)
+            for _ in range(2)]
+    assert [c.text for c in runs[0]] == [c.text for c in runs[1]]
+
+
+def test_keyword_given_in_two_cases_is_one_keyword_written_in_any_case(bpe_model_dir, load):
+    gen = load(bpe_model_dir)
+    for seed in SEEDS:
+        result = gen.generate("", "Sea, sea, Harbour", n=4, seed=seed, max_new_tokens=20,
+                              keyword_mode="guaranteed")
+        assert result.keywords == ["Sea", "Harbour"]
+        _assert_all_covered(result, ["Sea", "Harbour"])
+    # "Sea" may be written "sea": variants cover the lower-case and leading-space forms
+    tokenizer = gen._fixed.loaded.tokenizer
+    texts = {tokenizer.decode(v.ids) for v in _forms(gen, "Sea").variants}
+    assert {"sea", " sea", "Sea", " Sea"} <= texts
+
+
+def test_keyword_also_in_the_title_is_written_in_the_text(family):
+    name, gen = family
+    title, keywords = CASES[name]
+    both = keywords[0]
+    for seed in range(4):
+        result = gen.generate(f"{title} {both}", both, n=4, seed=seed, max_new_tokens=12,
+                              keyword_mode="guaranteed")
+        _assert_all_covered(result, [both])  # text excludes the prompt, so this is the text's own
+
+
+def test_chinese_keywords_on_the_chinese_vocabulary(bert_zh_model_dir, load):
+    gen = load(bert_zh_model_dir)
+    keywords = ["明月", "故乡", "春风", "江枫"]  # 春风 is not in the training text; 江枫 is
+    for seed in SEEDS:
+        result = guaranteed(gen, "", keywords, n=4, seed=seed, max_new_tokens=16)
+        _assert_all_covered(result, keywords)
+
+
+@pytest.mark.parametrize("slack", [0, 3])
+def test_eight_keywords_in_a_budget_that_just_fits(family, slack):
+    name, gen = family
+    keywords = {"bert_zh": ["明月", "故乡", "花", "夜", "storm", "sea", "霜", "江枫"],
+                "bpe": ["sea", "storm", "night", "moon", "river", "garden", "lightning", "明月"],
+                "spm": ["sea", "storm", "night", "moon", "river", "garden", "lightning", "明月"]}[name]
+    backend = gen._fixed
+    need = tokens_needed(backend.loaded.tokenizer, keywords, end_ids=backend.end_ids,
+                         decode=lambda ids: gen._decode(backend, ids))
+    for seed in range(5):
+        result = gen.generate("", ", ".join(keywords), n=4, seed=seed, max_new_tokens=need + slack,
+                              keyword_mode="guaranteed")
+        _assert_all_covered(result, keywords)
+
+
+def test_too_small_budget_is_refused_with_the_tokens_needed(family):
+    name, gen = family
+    title, keywords = CASES[name]
+    backend = gen._fixed
+    need = tokens_needed(backend.loaded.tokenizer, keywords, end_ids=backend.end_ids,
+                         decode=lambda ids: gen._decode(backend, ids))
+    with pytest.raises(ValueError, match=rf"^max_new_tokens: .*at least {need} new tokens"):
+        guaranteed(gen, title, keywords, max_new_tokens=need - 1)
+    guaranteed(gen, title, keywords, n=1, seed=0, max_new_tokens=need)
+    # other modes make no promise, so nothing is refused
+    gen.generate(title, ", ".join(keywords), n=1, seed=0, max_new_tokens=need - 1, keyword_mode="soft")
+
+
+def test_keyword_the_vocabulary_cannot_write_is_refused(bert_zh_model_dir, load):
+    gen = load(bert_zh_model_dir)  # "xyzzy" is [UNK] in this vocabulary
+    with pytest.raises(ValueError, match=r"^keywords: 'xyzzy' cannot be written"):
+        gen.generate("", "xyzzy, 明月", max_new_tokens=20, keyword_mode="guaranteed")
+    result = gen.generate("", "xyzzy, 明月", n=2, seed=0, max_new_tokens=20, keyword_mode="soft")
+    assert all("xyzzy" in c.missing for c in result)
+
+
+def test_forced_tokens_survive_the_sampling_warpers(bpe_model_dir, load):
+    # transformers runs our processor before temperature/top-k/top-p: forcing must still win
+    gen = load(bpe_model_dir)
+    keywords = ["lightning", "machine learning"]
+    for seed in range(4):
+        result = guaranteed(gen, "", keywords, n=3, seed=seed, max_new_tokens=12,
+                            temperature=0.05, top_k=1, top_p=0.01)
+        _assert_all_covered(result, keywords)
+
+
+def test_stream_final_equals_generate_in_guaranteed_mode(family):
+    name, gen = family
+    title, keywords = CASES[name]
+    expected = guaranteed(gen, title, keywords, n=3, seed=5, max_new_tokens=30)
+    events = list(guaranteed(gen, title, keywords, n=3, seed=5, max_new_tokens=30, stream=True))
+    assert len(events) >= 2 and events[-1].done
+    assert [c.text for c in events[-1].result] == [c.text for c in expected]
+    assert [c.spans for c in events[-1].result] == [c.spans for c in expected]
+    for cand in expected:  # the last streamed text of each row is its final text
+        assert events[-2].texts[cand.index] == cand.text
+
+
+# -- the processor itself ---------------------------------------------------------------------
+def test_finished_rows_are_left_alone(bpe_model_dir, load):
+    gen = load(bpe_model_dir)
+    backend = gen._fixed
+    tokenizer, end = backend.loaded.tokenizer, backend.end_ids
+    proc = build_constraints("guaranteed", tokenizer=tokenizer, keywords=["lightning"], n=2, prompt_len=2,
+                             max_new_tokens=5, end_ids=end,
+                             decode=lambda ids: gen._decode(backend, ids)).processors[0]
+    assert isinstance(proc, KeywordProcessor)
+    word = tokenizer.encode(" the", add_special_tokens=False)[0]
+    vocab = len(tokenizer)
+    # row 0 ended at its first token and now receives padding; row 1 is still writing
+    ids = torch.tensor([[5, 6, end[0], end[0], end[0], end[0]], [5, 6, word, word, word, word]])
+    scores = torch.zeros(2, vocab)
+    out = proc(ids, scores.clone())
+    assert torch.equal(out[0], scores[0])  # untouched: not forced, not boosted
+    assert torch.isfinite(out[1]).sum() == 1  # 1 token left, the keyword's length: forced
+
+
+def test_soft_boost_lifts_first_tokens_and_discourages_ending(bpe_model_dir, load):
+    gen = load(bpe_model_dir)
+    backend = gen._fixed
+    tokenizer = backend.loaded.tokenizer
+    proc = build_constraints("soft", tokenizer=tokenizer, keywords=["storm"], n=1, prompt_len=1,
+                             max_new_tokens=10, end_ids=backend.end_ids,
+                             decode=lambda ids: gen._decode(backend, ids)).processors[0]
+    scores = torch.zeros(1, len(tokenizer))
+    out = proc(torch.tensor([[5]]), scores)
+    first = {v.ids[0] for v in _forms(gen, "storm").variants if not v.lead}
+    assert all(out[0, t] > 0 for t in first)
+    assert all(out[0, e] < 0 for e in backend.end_ids)
+    assert torch.isfinite(out).all()  # soft mode forbids nothing
+
+
+# -- off and soft ------------------------------------------------------------------------------
+def test_off_adds_nothing_and_output_is_unchanged(bpe_model_dir, load):
+    gen = load(bpe_model_dir)
+    backend = gen._fixed
+    loaded = backend.loaded
+    assert build_constraints("off", tokenizer=loaded.tokenizer, keywords=["sea"], n=3, prompt_len=4,
+                             max_new_tokens=20, end_ids=backend.end_ids).processors == []
+    result = gen.generate("Storm", "sea, night", n=3, seed=5, max_new_tokens=20, keyword_mode="off")
+    # the same sampling done straight with transformers, bypassing textgen.constraints
+    prompt = encode_prompt(loaded.tokenizer, loaded.fmt, "Storm", ["sea", "night"])
+    ids = torch.tensor([prompt])
+    torch.manual_seed(5)
+    out = loaded.model.generate(
+        input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=0.9, top_k=30,
+        top_p=0.9, max_new_tokens=20, num_return_sequences=3, eos_token_id=backend.end_ids,
+        pad_token_id=backend.end_ids[0], logits_processor=[GeneratedRepetitionPenalty(1.2, len(prompt))])
+    direct = [gen._decode(backend, row[len(prompt):].tolist()) for row in out]
+    assert [direct[c.index] for c in result] == [c.text for c in result]
+
+
+def test_soft_covers_more_than_off(any_model_dir, load):
+    gen = load(any_model_dir)
+    keywords = ["明月", "故乡", "storm", "sea"]
+    covered = {}
+    for mode in ("off", "soft"):
+        covered[mode] = sum(len(c.covered) for seed in SEEDS for c in gen.generate(
+            "", ", ".join(keywords), n=4, seed=seed, max_new_tokens=30, keyword_mode=mode))
+    # 160 keyword slots: random weights almost never write one unaided, soft writes most
+    assert covered["soft"] >= covered["off"] + 40, covered
+
