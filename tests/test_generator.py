@@ -136,3 +136,26 @@ def test_plain_fallback_for_models_without_format(plain_bpe_model_dir):
     result = gen.generate("Storm", "sea", n=2, seed=0, max_new_tokens=10)
     assert result.prompt_style == "plain"
     assert "<|endoftext|>" not in "".join(c.text for c in result)
+
+
+def test_scores_are_the_models_mean_log_probability(bpe_gen):
+    """Scores recorded while sampling equal a separate forward pass over the finished text."""
+    import torch
+
+    from textgen.prompt import encode_prompt
+
+    loaded = bpe_gen.backend_for("x", [])
+    result = bpe_gen.generate("Storm", "sea", n=3, seed=5, max_new_tokens=16, temperature=1.5)
+    prompt = encode_prompt(loaded.tokenizer, loaded.fmt, "Storm", ["sea"])
+    torch.manual_seed(5)  # same seed: re-sample the same rows to get their ids
+    sequences, _ = bpe_gen._sample(bpe_gen._prepare("Storm", "sea", None, dict(
+        n=3, seed=5, max_new_tokens=16, temperature=1.5)), streamer=None, stop=__import__("threading").Event())
+    with torch.inference_mode():
+        logits = loaded.model(sequences).logits[:, len(prompt) - 1:-1].float()
+    logp = torch.log_softmax(logits, -1).gather(2, sequences[:, len(prompt):, None]).squeeze(-1)
+    ends = set(loaded.tokenizer.convert_tokens_to_ids(t) for t in loaded.fmt.special_tokens)
+    by_index = {c.index: c.score for c in result}
+    for row in range(3):
+        ids = sequences[row, len(prompt):].tolist()
+        n = next((i + 1 for i, t in enumerate(ids) if t in ends), len(ids))
+        assert by_index[row] == pytest.approx(logp[row, :n].mean().item(), abs=1e-3)

@@ -25,7 +25,7 @@ from .lang import detect_language
 from .loading import LoadedModel, builtin_for_language, load
 from .params import GenerationParams
 from .prompt import check_title, encode_prompt, token_ids
-from .sampling import GeneratedRepetitionPenalty, StopFlag
+from .sampling import GeneratedRepetitionPenalty, LogProbRecorder, StopFlag
 
 # torch's sampling RNG is process-wide: one generation at a time keeps a seed's
 # output reproducible when several threads (web users) generate at once.
@@ -236,7 +236,8 @@ class Generator:
             p.keyword_mode, tokenizer=loaded.tokenizer, keywords=req.keywords, n=p.n,
             prompt_len=prompt_len, max_new_tokens=p.max_new_tokens, end_ids=req.backend.end_ids,
             decode=lambda ids: self._decode(req.backend, ids))  # the very decoding `_finish` judges
-        processors = [GeneratedRepetitionPenalty(p.repetition_penalty, prompt_len), *constraints.processors]
+        recorder = LogProbRecorder()
+        processors = [recorder, GeneratedRepetitionPenalty(p.repetition_penalty, prompt_len), *constraints.processors]
         input_ids = torch.tensor([req.prompt_ids], device=loaded.device)
         with torch.inference_mode():
             out = loaded.model.generate(
@@ -249,16 +250,17 @@ class Generator:
                 stopping_criteria=StoppingCriteriaList([StopFlag(stop), *constraints.stopping]),
                 max_time=p.max_seconds, streamer=streamer,
             )
-        return out
+        return out, recorder.log_probs(out, out.shape[1] - prompt_len)
 
     def _decode(self, backend: _Backend, ids: Sequence[int]) -> str:
         return decode_text(backend.loaded.tokenizer, ids, end_ids=backend.end_ids,
                            strip_cjk_spaces=backend.strip_cjk_spaces)
 
-    def _finish(self, req: _Request, sequences: torch.Tensor) -> Result:
+    def _finish(self, req: _Request, sampled: tuple[torch.Tensor, torch.Tensor]) -> Result:
+        sequences, log_probs = sampled
         prompt_len = len(req.prompt_ids)
         new = sequences[:, prompt_len:].tolist()
-        scores = self._scores(req, sequences)
+        scores = self._scores(req, sequences, log_probs)
         cands = []
         for i, ids in enumerate(new):
             text = self._decode(req.backend, ids)
@@ -269,22 +271,21 @@ class Generator:
         return Result(cands, model=req.backend.loaded.name, prompt_style=req.backend.loaded.fmt.style,
                       seed=req.seed, title=req.title, keywords=req.keywords)
 
-    def _scores(self, req: _Request, sequences: torch.Tensor) -> list[float]:
-        """Mean log-probability of each row's generated tokens (through the end token), from
-        one batched forward pass; cheaper than keeping every step's logits."""
-        model, prompt_len = req.backend.loaded.model, len(req.prompt_ids)
+    def _scores(self, req: _Request, sequences: torch.Tensor, logp: torch.Tensor) -> list[float]:
+        """Mean log-probability of each row's generated tokens, through its end token; `logp`
+        (n, T_new) was recorded while sampling (`LogProbRecorder`)."""
+        prompt_len = len(req.prompt_ids)
         ends = torch.tensor(req.backend.end_ids, device=sequences.device)
         new = sequences[:, prompt_len:]
         if new.shape[1] == 0:
             return [0.0] * sequences.shape[0]
         is_end = torch.isin(new, ends)
-        # count tokens up to and including the first end token
-        first_end = torch.where(is_end.any(1), is_end.int().argmax(1), torch.full_like(is_end[:, 0], new.shape[1], dtype=torch.long))
+        # count tokens up to and including the first end token; later ones are padding
+        no_end = torch.full_like(is_end[:, 0], new.shape[1], dtype=torch.long)
+        first_end = torch.where(is_end.any(1), is_end.int().argmax(1), no_end)
         lengths = torch.clamp(first_end + 1, max=new.shape[1])
-        with torch.inference_mode():
-            logits = model(sequences, attention_mask=torch.ones_like(sequences)).logits[:, prompt_len - 1:-1].float()  # (n, T_new, V)
-            logp = torch.log_softmax(logits, -1).gather(2, new.unsqueeze(-1)).squeeze(-1)
         mask = torch.arange(new.shape[1], device=new.device)[None, :] < lengths[:, None]
+        logp = logp.to(new.device)
         return ((logp * mask).sum(1) / lengths).tolist()
 
 
