@@ -790,19 +790,15 @@ def _made_by(folder: Path) -> dict[str, Any]:
 
 def _owner_alive(folder: Path) -> bool:
     """Whether the app process that made `folder` still runs (another app on this data folder)."""
+    from .checkpoints import pid_alive
+
     try:
         pid = int(_made_by(folder)["pid"])
     except (KeyError, ValueError, TypeError):
         return False
     if pid == os.getpid():
         return False  # our pid, another token: a process before us had the same pid
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
