@@ -62,13 +62,24 @@ def test_missing_tokenizer_gives_clear_error(bpe_model_dir, tmp_path):
 
 @pytest.mark.parametrize("source, message", [
     ("/no/such/folder", "does not exist"),
-    ("../../etc", "is it a model folder"),
     ("https://evil.example/model", "neither a built-in model"),
     ("a b c", "neither a built-in model"),
 ])
 def test_bad_sources(source, message):
     with pytest.raises(ModelLoadError, match=message):
         Generator.from_pretrained(source)
+
+
+def test_relative_path_to_a_folder_that_is_not_a_model(tmp_path, monkeypatch):
+    # Relative paths are resolved against the working directory; build the
+    # layout so the test does not depend on where the checkout lives.
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "passwd").write_text("root:x:0:0\n")
+    inner = tmp_path / "a" / "b"
+    inner.mkdir(parents=True)
+    monkeypatch.chdir(inner)
+    with pytest.raises(ModelLoadError, match="is it a model folder"):
+        Generator.from_pretrained("../../etc")
 
 
 def test_folder_without_config(tmp_path):
