@@ -33,19 +33,19 @@ def test_random_seed_is_reported_and_reproducible(bpe_gen):
 
 def test_n_candidates_sampled_in_one_batched_call(bpe_gen):
     model = bpe_gen.backend_for("x", []).model
-    calls = []
-    original = model.generate
+    batches = []
 
-    def counting(*args, **kwargs):
-        calls.append(kwargs["num_return_sequences"])
-        return original(*args, **kwargs)
+    def record(module, args, kwargs):
+        batches.append(kwargs["input_ids"].shape[0])
 
-    model.generate = counting
+    handle = model.register_forward_pre_hook(record, with_kwargs=True)
     try:
         result = bpe_gen.generate("Storm", "sea", n=4, seed=1, max_new_tokens=8)
     finally:
-        del model.generate
-    assert calls == [4] and len(result) == 4
+        handle.remove()
+    # one forward per step for all four rows, never one per candidate
+    assert len(result) == 4
+    assert 1 <= len(batches) <= 8 and set(batches) == {4}
 
 
 def test_stream_final_equals_generate(any_model_dir):
@@ -77,6 +77,17 @@ def test_output_has_no_prompt_and_no_special_tokens(any_model_dir):
                 assert token not in cand.text
             assert "\ufffd" not in cand.text  # no half characters from byte-level tokens
             assert not cand.text.startswith("Unique title")
+
+
+def test_control_characters_are_removed_but_lines_and_tabs_kept(bpe_model_dir):
+    from transformers import AutoTokenizer
+
+    from textgen.cleanup import decode_text
+
+    tok = AutoTokenizer.from_pretrained(bpe_model_dir)
+    ids = tok.encode("a\x00b\x1bc\x7fd\x85e\nf\tg", add_special_tokens=False)
+    assert tok.decode(ids) == "a\x00b\x1bc\x7fd\x85e\nf\tg"  # the tokenizer can write them
+    assert decode_text(tok, ids, end_ids=[], strip_cjk_spaces=False) == "abcde\nf\tg"
 
 
 def test_bert_chinese_output_has_no_spaces_between_cjk(bert_gen):

@@ -2,7 +2,8 @@
 
 The prompt is removed by token position (the caller passes only the new ids), never by
 character count; the text ends at the first end token; special tokens are dropped;
-BERT-style Chinese tokenizers' spaces between CJK characters are removed.
+BERT-style Chinese tokenizers' spaces between CJK characters are removed, and so are
+control characters other than tab and newline.
 """
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ _SPACE_BETWEEN_CJK = re.compile(rf"(?<={_CJK_CHAR}) +(?={_CJK_CHAR})")
 # A space between a CJK character and Latin letters/digits is also an artefact of
 # WordPiece decoding, not something the model wrote.
 _SPACE_CJK_LATIN = re.compile(rf"(?<={_CJK_CHAR}) +(?=\w)|(?<=\w) +(?={_CJK_CHAR})")
+# Control characters other than tab and newline (NUL, escape, DEL, C1): byte-level models can
+# sample them, browsers drop or mangle them, and no reader wants them.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def spaces_between_cjk(tokenizer) -> bool:
@@ -43,7 +47,7 @@ def decode_text(tokenizer, ids: Sequence[int], *, end_ids: Iterable[int], strip_
                             clean_up_tokenization_spaces=False)
     # Byte-level BPE can emit half of a multi-byte character (mid-stream, or from a weak model);
     # it decodes to U+FFFD, which a reader should never see.
-    text = text.replace("\ufffd", "")
+    text = _CONTROL.sub("", text.replace("\ufffd", ""))
     if strip_cjk_spaces:
         text = _SPACE_BETWEEN_CJK.sub("", text)
         text = _SPACE_CJK_LATIN.sub("", text)

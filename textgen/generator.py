@@ -25,7 +25,8 @@ from .lang import detect_language
 from .loading import LoadedModel, builtin_for_language, load
 from .params import GenerationParams
 from .prompt import check_title, encode_prompt, token_ids
-from .sampling import GeneratedRepetitionPenalty, LogProbRecorder, StopFlag
+from .decoding import SamplingSettings, sample
+from .sampling import GeneratedRepetitionPenalty
 
 # torch's sampling RNG is process-wide: one generation at a time keeps a seed's
 # output reproducible when several threads (web users) generate at once.
@@ -156,7 +157,7 @@ class Generator:
             try:
                 with _RNG_LOCK:
                     torch.manual_seed(req.seed)
-                    outcome["sequences"] = self._sample(req, streamer=_QueueStreamer(tokens), stop=stop)
+                    outcome["sequences"] = self._sample(req, streamer=tokens.put, stop=stop)
             except BaseException as exc:  # handed to the consumer, which re-raises it
                 outcome["error"] = exc
             finally:
@@ -226,31 +227,23 @@ class Generator:
         seed = params.seed if params.seed is not None else random.SystemRandom().randrange(2**32)
         return _Request(title, words, params, seed, backend, prompt)
 
-    def _sample(self, req: _Request, *, streamer, stop: threading.Event) -> torch.Tensor:
-        """(n, prompt_len + new) token ids, the n rows sampled in one batched call."""
-        from transformers import LogitsProcessorList, StoppingCriteriaList
-
+    def _sample(self, req: _Request, *, streamer, stop: threading.Event) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sequences (n, prompt_len + new), log-probs (n, new)), the n rows sampled in one batch."""
         loaded, p = req.backend.loaded, req.params
         prompt_len = len(req.prompt_ids)
         constraints = build_constraints(
             p.keyword_mode, tokenizer=loaded.tokenizer, keywords=req.keywords, n=p.n,
             prompt_len=prompt_len, max_new_tokens=p.max_new_tokens, end_ids=req.backend.end_ids,
             decode=lambda ids: self._decode(req.backend, ids))  # the very decoding `_finish` judges
-        recorder = LogProbRecorder()
-        processors = [recorder, GeneratedRepetitionPenalty(p.repetition_penalty, prompt_len), *constraints.processors]
-        input_ids = torch.tensor([req.prompt_ids], device=loaded.device)
+        settings = SamplingSettings(
+            n=p.n, max_new_tokens=p.max_new_tokens, temperature=p.temperature, top_k=p.top_k,
+            top_p=p.top_p, max_seconds=p.max_seconds,
+            # transformers' own knob, honoured as generate() did (the benchmarks pin lengths with it)
+            min_new_tokens=int(getattr(loaded.model.generation_config, "min_new_tokens", None) or 0))
+        processors = [GeneratedRepetitionPenalty(p.repetition_penalty, prompt_len), *constraints.processors]
         with torch.inference_mode():
-            out = loaded.model.generate(
-                input_ids=input_ids,
-                attention_mask=torch.ones_like(input_ids),
-                do_sample=True, temperature=p.temperature, top_k=p.top_k, top_p=p.top_p,
-                max_new_tokens=p.max_new_tokens, num_return_sequences=p.n,
-                eos_token_id=req.backend.end_ids, pad_token_id=req.backend.end_ids[0],
-                logits_processor=LogitsProcessorList(processors),
-                stopping_criteria=StoppingCriteriaList([StopFlag(stop), *constraints.stopping]),
-                max_time=p.max_seconds, streamer=streamer,
-            )
-        return out, recorder.log_probs(out, out.shape[1] - prompt_len)
+            return sample(loaded.model, req.prompt_ids, settings, end_ids=req.backend.end_ids,
+                          processors=processors, on_step=streamer, stop=stop)
 
     def _decode(self, backend: _Backend, ids: Sequence[int]) -> str:
         return decode_text(backend.loaded.tokenizer, ids, end_ids=backend.end_ids,
@@ -273,7 +266,7 @@ class Generator:
 
     def _scores(self, req: _Request, sequences: torch.Tensor, logp: torch.Tensor) -> list[float]:
         """Mean log-probability of each row's generated tokens, through its end token; `logp`
-        (n, T_new) was recorded while sampling (`LogProbRecorder`)."""
+        (n, T_new) was recorded while sampling (`decoding.sample`)."""
         prompt_len = len(req.prompt_ids)
         ends = torch.tensor(req.backend.end_ids, device=sequences.device)
         new = sequences[:, prompt_len:]
@@ -295,19 +288,3 @@ def sorted_texts(result: Result, n: int) -> list[str]:
     for c in result:
         texts[c.index] = c.text
     return texts
-
-
-class _QueueStreamer:
-    """Receives each step's new token ids (one per row) from generate()."""
-
-    def __init__(self, q: queue.Queue) -> None:
-        self.q, self.prompt_seen = q, False
-
-    def put(self, value: torch.Tensor) -> None:
-        if not self.prompt_seen:  # generate() first hands over the prompt
-            self.prompt_seen = True
-            return
-        self.q.put(value.reshape(-1).tolist())
-
-    def end(self) -> None:
-        pass

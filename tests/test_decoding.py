@@ -1,0 +1,165 @@
+"""The sampling loop (textgen.decoding) on a real tiny GPT-2 and tokenizer."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from textgen.decoding import SamplingSettings, sample
+from textgen.loading import load
+from textgen.prompt import encode_prompt, token_ids
+
+
+@pytest.fixture(scope="module")
+def loaded(bpe_model_dir):
+    return load(str(bpe_model_dir), dtype="float32")
+
+
+def _prompt(loaded):
+    return encode_prompt(loaded.tokenizer, loaded.fmt, "Storm", ["sea", "night"])
+
+
+def _ends(loaded):
+    ids = token_ids(loaded.tokenizer, loaded.fmt)
+    return sorted({ids["eos"], ids["pad"], ids["sep"], ids["bos"]})
+
+
+def _run(loaded, settings, **kwargs):
+    torch.manual_seed(kwargs.pop("seed", 0))
+    with torch.inference_mode():
+        return sample(loaded.model, _prompt(loaded), settings, end_ids=_ends(loaded), **kwargs)
+
+
+def test_log_probs_equal_a_full_forward_over_the_result(loaded):
+    """The cached step-by-step forward gives the same distribution as one pass over the
+    finished sequence, and each recorded log-prob is the sampled token's."""
+    settings = SamplingSettings(n=3, max_new_tokens=12, temperature=0.8, top_k=20, top_p=0.9)
+    seqs, logp = _run(loaded, settings)
+    prompt_len = len(_prompt(loaded))
+    assert seqs.shape[0] == 3 and logp.shape == (3, seqs.shape[1] - prompt_len)
+    assert seqs[:, :prompt_len].tolist() == [_prompt(loaded)] * 3
+    with torch.inference_mode():
+        full = torch.log_softmax(loaded.model(seqs).logits.float(), dim=-1)
+    new = seqs[:, prompt_len:]
+    expected = full[:, prompt_len - 1:-1].gather(2, new[:, :, None]).squeeze(2)
+    ends = torch.tensor(_ends(loaded))
+    for row in range(3):  # compare up to and including the row's first end token
+        is_end = torch.isin(new[row], ends)
+        stop = int(is_end.int().argmax()) + 1 if is_end.any() else new.shape[1]
+        assert torch.allclose(logp[row, :stop], expected[row, :stop], atol=1e-4)
+
+
+def test_same_seed_same_rows_and_rows_differ(loaded):
+    settings = SamplingSettings(n=4, max_new_tokens=16)
+    a, _ = _run(loaded, settings, seed=7)
+    b, _ = _run(loaded, settings, seed=7)
+    assert torch.equal(a, b)
+    assert len({tuple(r) for r in a.tolist()}) > 1  # four samples, not one copied
+
+
+def test_min_new_tokens_holds_back_the_end(loaded):
+    ends = set(_ends(loaded))
+    settings = SamplingSettings(n=4, max_new_tokens=20, min_new_tokens=20)
+    seqs, _ = _run(loaded, settings, seed=3)
+    new = seqs[:, len(_prompt(loaded)):]
+    assert new.shape[1] == 20
+    assert not ends & set(new.flatten().tolist())
+
+
+def test_finished_rows_are_filled_and_generation_ends_when_all_are_done(loaded):
+    ends = _ends(loaded)
+
+    def row0_ends_row1_runs(input_ids, scores):
+        scores = scores.clone()
+        scores[0] = float("-inf")
+        scores[0, ends[-1]] = 0.0
+        scores[1, ends] = float("-inf")
+        return scores
+
+    seqs, logp = _run(loaded, SamplingSettings(n=2, max_new_tokens=5), processors=[row0_ends_row1_runs])
+    new = seqs[:, len(_prompt(loaded)):].tolist()
+    assert new[0] == [ends[-1]] + [ends[0]] * 4
+    assert not set(ends) & set(new[1]) and logp.shape == (2, 5)
+
+    def all_end(input_ids, scores):
+        forced = torch.full_like(scores, float("-inf"))
+        forced[:, ends[-1]] = 0.0
+        return forced
+
+    seqs, logp = _run(loaded, SamplingSettings(n=2, max_new_tokens=10), processors=[all_end])
+    assert seqs[:, len(_prompt(loaded)):].tolist() == [[ends[-1]], [ends[-1]]] and logp.shape == (2, 1)
+
+
+def test_on_step_sees_every_token_and_stop_ends_after_the_current_step(loaded):
+    stop = threading.Event()
+    steps = []
+
+    def on_step(tokens):
+        steps.append(tokens)
+        if len(steps) == 3:
+            stop.set()
+
+    settings = SamplingSettings(n=2, max_new_tokens=30, min_new_tokens=30)
+    seqs, _ = _run(loaded, settings, on_step=on_step, stop=stop)
+    new = seqs[:, len(_prompt(loaded)):]
+    assert len(steps) == 3 and new.shape[1] == 3
+    assert [list(col) for col in zip(*steps)] == new.tolist()
+
+
+def test_max_seconds_bounds_the_time(loaded):
+    settings = SamplingSettings(n=1, max_new_tokens=400, min_new_tokens=400, max_seconds=1e-6)
+    seqs, _ = _run(loaded, settings)
+    assert seqs.shape[1] - len(_prompt(loaded)) == 1  # the first step runs, then time is up
+
+
+def _hf_and_fast(model, prompt, tokens, n):
+    from textgen.steppers import GPT2Stepper, HFStepper
+
+    assert GPT2Stepper.supports(model)
+    out = []
+    for stepper in (HFStepper(model, n), GPT2Stepper(model, n, len(prompt[0]) + len(tokens) + 1)):
+        with torch.inference_mode():
+            logits = [stepper.prefill(prompt)]
+            for t in tokens:
+                logits.append(stepper.step(t))
+        out.append(torch.stack(logits))
+    return out
+
+
+@pytest.mark.parametrize("overrides", [{}, {"scale_attn_by_inverse_layer_idx": True, "activation_function": "relu"}])
+def test_fast_gpt2_steps_match_the_transformers_forward(bpe_model_dir, tmp_path, overrides):
+    from transformers import AutoModelForCausalLM, GPT2Config
+
+    folder = bpe_model_dir
+    if overrides:
+        config = GPT2Config.from_pretrained(bpe_model_dir)
+        for key, value in overrides.items():
+            setattr(config, key, value)
+        model = AutoModelForCausalLM.from_config(config)
+        torch.manual_seed(0)
+        model.save_pretrained(tmp_path)
+        folder = tmp_path
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, use_safetensors=True).eval()
+    prompt = torch.tensor([[5, 17, 9, 33, 2, 41]])
+    tokens = [torch.tensor([7, 8, 9]), torch.tensor([1, 1, 50]), torch.tensor([3, 60, 2])]
+    hf, fast = _hf_and_fast(model, prompt, tokens, n=3)
+    assert hf.shape == fast.shape == (4, 3, model.config.vocab_size)
+    assert torch.allclose(hf, fast, atol=1e-4), (hf - fast).abs().max()
+    # bf16, as the CPU default: same answer within bf16 rounding
+    hf, fast = _hf_and_fast(model.to(torch.bfloat16), prompt, tokens, n=3)
+    assert (hf.argmax(-1) == fast.argmax(-1)).float().mean() > 0.9
+    assert (hf - fast).abs().max() < 0.1 * hf.abs().max()
+
+
+def test_fast_path_only_where_it_applies(bpe_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from textgen.steppers import GPT2Stepper, HFStepper, stepper_for
+
+    model = AutoModelForCausalLM.from_pretrained(bpe_model_dir, use_safetensors=True)
+    assert isinstance(stepper_for(model.eval(), 2, 32), GPT2Stepper)
+    assert isinstance(stepper_for(model.train(), 2, 32), HFStepper)  # dropout must apply
+    model.eval()
+    model.config.reorder_and_upcast_attn = True
+    assert isinstance(stepper_for(model, 2, 32), HFStepper)

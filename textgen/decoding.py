@@ -1,0 +1,105 @@
+"""The sampling loop: n rows sampled together from one prompt, token by token.
+
+Why a loop of our own rather than transformers' `generate()`: we use one narrow path of it
+(multinomial sampling, one shared prompt, no padding), and on the small models this project
+ships its per-step bookkeeping costs about a third of a step — `LogitsProcessorList` calls
+`inspect.signature` on every processor at every step, the 4-D attention mask is rebuilt
+each step, and a deprecation shim wraps every call (measured: benchmarks/generate.py,
+benchmarks/README.md). The temperature / top-k / top-p / min-new-tokens processors are
+transformers' own, applied in the order `generate()` applies them; the forward steps are
+`steppers.py`'s (the model's own forward, or a lean GPT-2 path on the CPU).
+
+Every row starts from the same prompt, so no row is ever padded on the left and the model
+needs no attention mask; a row that has ended is fed its end token again and its output
+is ignored.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from .steppers import stepper_for
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """What the loop needs beyond the model and the prompt."""
+
+    n: int
+    max_new_tokens: int
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    min_new_tokens: int = 0
+    max_seconds: float | None = None
+
+
+def warpers(settings: SamplingSettings, end_ids: Sequence[int], prompt_len: int) -> tuple[list, list]:
+    """(processors before ours, warpers after ours), as transformers' generate() orders them."""
+    from transformers.generation.logits_process import (MinNewTokensLengthLogitsProcessor,
+                                                        TemperatureLogitsWarper, TopKLogitsWarper,
+                                                        TopPLogitsWarper)
+
+    before = []
+    if settings.min_new_tokens > 0:
+        before.append(MinNewTokensLengthLogitsProcessor(prompt_len, settings.min_new_tokens, list(end_ids)))
+    after = []
+    if settings.temperature != 1.0:
+        after.append(TemperatureLogitsWarper(settings.temperature))
+    if settings.top_k > 0:
+        after.append(TopKLogitsWarper(top_k=settings.top_k))
+    if settings.top_p < 1.0:
+        after.append(TopPLogitsWarper(top_p=settings.top_p))
+    return before, after
+
+
+def sample(model, prompt_ids: Sequence[int], settings: SamplingSettings, *, end_ids: Sequence[int],
+           processors: Sequence[Callable] = (), on_step: Callable[[list[int]], None] | None = None,
+           stop: threading.Event | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample `settings.n` continuations of `prompt_ids` in one batch.
+
+    processors: called as ``p(input_ids (n, T), scores (n, V)) -> scores`` between the
+    min-new-tokens rule and the warpers (repetition penalty, keyword steering).
+    on_step: receives each step's new token per row (a finished row repeats `end_ids[0]`).
+    stop: when set, sampling ends after the current step.
+
+    Returns (sequences (n, P + T) with the prompt, log-probabilities (n, T) of the sampled
+    tokens under the model's own distribution, before any processor or warper).
+    """
+    device = model.device
+    prompt_len = len(prompt_ids)
+    fill = int(end_ids[0])
+    ends = torch.tensor(list(end_ids), device=device)
+    before, after = warpers(settings, end_ids, prompt_len)
+    chain = [*before, *processors, *after]
+    deadline = time.monotonic() + settings.max_seconds if settings.max_seconds else None
+
+    prompt = torch.tensor([list(prompt_ids)], dtype=torch.long, device=device)  # (1, P)
+    input_ids = prompt.repeat(settings.n, 1)  # (n, P)
+    stepper = stepper_for(model, settings.n, prompt_len + settings.max_new_tokens)
+    logits = stepper.prefill(prompt)  # (n, V)
+    unfinished = torch.ones(settings.n, dtype=torch.bool, device=device)  # (n,)
+    picked: list[torch.Tensor] = []  # one (n,) tensor of log-probs per step
+    for step in range(settings.max_new_tokens):
+        if step:
+            logits = stepper.step(token)
+        log_probs = torch.log_softmax(logits, dim=-1)
+        scores = logits
+        for proc in chain:
+            scores = proc(input_ids, scores)
+        token = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)  # (n,)
+        token = torch.where(unfinished, token, fill)
+        picked.append(log_probs.gather(1, token[:, None]).squeeze(1))
+        input_ids = torch.cat([input_ids, token[:, None]], dim=1)
+        if on_step is not None:
+            on_step(token.tolist())
+        unfinished &= ~torch.isin(token, ends)
+        if not bool(unfinished.any()) or (stop is not None and stop.is_set()):
+            break
+        if deadline is not None and time.monotonic() > deadline:
+            break
+    log_probs = torch.stack(picked, dim=1) if picked else torch.zeros(settings.n, 0, device=device)
+    return input_ids, log_probs

@@ -1,0 +1,139 @@
+"""One forward step of a causal LM with a key/value cache: the prompt once, then a token per row.
+
+Two implementations with one interface (`prefill`, `step`):
+
+- `HFStepper` calls the model as transformers defines it, with its `DynamicCache`: any
+  causal LM, any device.
+- `GPT2Stepper` runs the decode steps of a `GPT2LMHeadModel` on the CPU as a straight line of
+  torch ops over the model's own weights, with a preallocated cache. Why by hand: on the small
+  GPT-2s this project ships (4 blocks × 256), the model's matrix work per token is a few
+  hundred microseconds, while transformers' module tree around it (hooks, output
+  recorders, mask builders, deprecation shims) costs about 2 ms per step on a laptop-class
+  CPU — several times the arithmetic. No maintained library runs a Hugging Face GPT-2 without
+  that overhead short of `torch.compile`, whose 20+ s start-up would land on a user's
+  first request. The weights are the model's own tensors (nothing is copied or converted),
+  and tests/test_decoding.py checks it against the transformers forward.
+
+Both take the prompt at batch size 1 and repeat its cache for the n rows: every row starts
+from the same prompt, so there is no padding and no attention mask.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+# activations GPT-2 configs use, as transformers' ACT2FN defines them
+_ACTIVATIONS = {
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_fast": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu": F.gelu,
+    "relu": F.relu,
+}
+
+
+class HFStepper:
+    """The model's own forward with transformers' DynamicCache."""
+
+    def __init__(self, model, n: int) -> None:
+        from transformers import DynamicCache
+
+        self.model, self.n = model, n
+        self.cache = DynamicCache(config=model.config)
+
+    def prefill(self, prompt: torch.Tensor) -> torch.Tensor:
+        """prompt (1, P) → next-token logits (n, V) in float32."""
+        out = self.model(input_ids=prompt, cache=self.cache, use_cache=True, logits_to_keep=1)
+        if self.n > 1:
+            self.cache.batch_repeat_interleave(self.n)
+        return out.logits[:, -1, :].float().repeat(self.n, 1)
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (n,) → next-token logits (n, V) in float32."""
+        out = self.model(input_ids=tokens[:, None], cache=self.cache, use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1, :].float()
+
+
+class GPT2Stepper:
+    """Decode steps of a GPT2LMHeadModel in eval mode on the CPU (see the module docstring)."""
+
+    def __init__(self, model, n: int, max_len: int) -> None:
+        config = model.config
+        t = model.transformer
+        self.n, self.max_len = n, max_len
+        self.heads, self.width = config.n_head, config.n_embd
+        self.head_dim = self.width // self.heads
+        self.eps = config.layer_norm_epsilon
+        self.act = _ACTIVATIONS[config.activation_function]
+        self.wte, self.wpe = t.wte.weight, t.wpe.weight
+        self.ln_f = (t.ln_f.weight, t.ln_f.bias)
+        self.lm_head = model.lm_head.weight
+        self.blocks = []
+        for i, block in enumerate(t.h):
+            scale = 1.0 / math.sqrt(self.head_dim) if config.scale_attn_weights else 1.0
+            if config.scale_attn_by_inverse_layer_idx:
+                scale /= float(i + 1)
+            a, m = block.attn, block.mlp
+            self.blocks.append((block.ln_1.weight, block.ln_1.bias, a.c_attn.weight, a.c_attn.bias,
+                                a.c_proj.weight, a.c_proj.bias, block.ln_2.weight, block.ln_2.bias,
+                                m.c_fc.weight, m.c_fc.bias, m.c_proj.weight, m.c_proj.bias, scale))
+        shape = (len(self.blocks), n, self.heads, max_len, self.head_dim)  # (L, n, H, T_max, D)
+        self.keys = torch.empty(shape, dtype=self.wte.dtype)
+        self.values = torch.empty(shape, dtype=self.wte.dtype)
+        self.length = 0
+
+    @staticmethod
+    def supports(model) -> bool:
+        """Plain GPT-2 decoder in eval mode on the CPU, with the attention transformers uses."""
+        if type(model).__name__ != "GPT2LMHeadModel" or model.training or model.device.type != "cpu":
+            return False
+        config = model.config
+        return (getattr(config, "_attn_implementation", "sdpa") in ("sdpa", "eager")
+                and not config.add_cross_attention and not config.reorder_and_upcast_attn
+                and config.activation_function in _ACTIVATIONS
+                and getattr(model.lm_head, "bias", None) is None)
+
+    def prefill(self, prompt: torch.Tensor) -> torch.Tensor:
+        """prompt (1, P) → next-token logits (n, V) in float32."""
+        return self._forward(prompt).repeat(self.n, 1)
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (n,) → next-token logits (n, V) in float32."""
+        return self._forward(tokens[:, None])
+
+    def _forward(self, ids: torch.Tensor) -> torch.Tensor:
+        rows, new = ids.shape  # prefill: (1, P); step: (n, 1)
+        start, end = self.length, self.length + new
+        if new > 1 and start:
+            raise ValueError("only the prompt, at the start, may bring several tokens")
+        if end > self.max_len:
+            raise ValueError(f"sequence of {end} tokens exceeds the cache of {self.max_len}")
+        H, D, E = self.heads, self.head_dim, self.width
+        x = self.wte[ids] + self.wpe[start:end]  # (rows, new, E)
+        for i, (w1, b1, w_qkv, b_qkv, w_o, b_o, w2, b2, w_fc, b_fc, w_out, b_out, scale) in enumerate(self.blocks):
+            h = F.layer_norm(x, (E,), w1, b1, self.eps)
+            qkv = torch.addmm(b_qkv, h.reshape(-1, E), w_qkv).view(rows, new, 3, H, D)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (rows, H, new, D)
+            # a prompt (one row) is written into every row's cache
+            self.keys[i, :, :, start:end] = k
+            self.values[i, :, :, start:end] = v
+            keys, values = self.keys[i, :rows, :, :end], self.values[i, :rows, :, :end]
+            # causal within the prompt; a single new token sees everything before it
+            att = F.scaled_dot_product_attention(q, keys, values, is_causal=new > 1, scale=scale)
+            att = att.transpose(1, 2).reshape(-1, E)
+            x = x + torch.addmm(b_o, att, w_o).view(rows, new, E)
+            h = F.layer_norm(x, (E,), w2, b2, self.eps).reshape(-1, E)
+            h = self.act(torch.addmm(b_fc, h, w_fc))
+            x = x + torch.addmm(b_out, h, w_out).view(rows, new, E)
+        self.length = end
+        last = F.layer_norm(x[:, -1], (E,), *self.ln_f, self.eps)  # (rows, E)
+        return F.linear(last, self.lm_head).float()
+
+
+def stepper_for(model, n: int, max_len: int) -> HFStepper | GPT2Stepper:
+    """The fast GPT-2 path where it applies, else the model's own forward."""
+    if GPT2Stepper.supports(model):
+        return GPT2Stepper(model, n, max_len)
+    return HFStepper(model, n)
