@@ -31,21 +31,24 @@ def test_random_seed_is_reported_and_reproducible(bpe_gen):
     assert [x.text for x in first] == [x.text for x in again]
 
 
-def test_n_candidates_sampled_in_one_batched_call(bpe_gen):
-    model = bpe_gen.backend_for("x", []).model
-    batches = []
+def test_n_candidates_sampled_in_one_batched_call(bpe_gen, monkeypatch):
+    import textgen.decoding as decoding
 
-    def record(module, args, kwargs):
-        batches.append(kwargs["input_ids"].shape[0])
+    made, steps = [], []
+    real = decoding.stepper_for
 
-    handle = model.register_forward_pre_hook(record, with_kwargs=True)
-    try:
-        result = bpe_gen.generate("Storm", "sea", n=4, seed=1, max_new_tokens=8)
-    finally:
-        handle.remove()
-    # one forward per step for all four rows, never one per candidate
-    assert len(result) == 4
-    assert 1 <= len(batches) <= 8 and set(batches) == {4}
+    def spy(model, n, max_len):
+        stepper = real(model, n, max_len)
+        made.append(n)
+        step = stepper.step
+        stepper.step = lambda tokens: (steps.append(tuple(tokens.shape)), step(tokens))[1]
+        return stepper
+
+    monkeypatch.setattr(decoding, "stepper_for", spy)
+    result = bpe_gen.generate("Storm", "sea", n=4, seed=1, max_new_tokens=8)
+    # one stepper for all four rows, one forward per step for all of them
+    assert len(result) == 4 and made == [4]
+    assert len(steps) <= 7 and set(steps) == {(4,)}
 
 
 def test_stream_final_equals_generate(any_model_dir):
