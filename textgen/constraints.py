@@ -224,6 +224,8 @@ class KeywordProcessor(LogitsProcessor):
         self._tail = [len(f.keyword.encode("utf-8")) + _TAIL_SLACK for f in self.forms]
         self.rows = [_Row(list(range(len(self.forms)))) for _ in range(n)]
         self._seen = 0  # generated tokens already observed
+        self._completes: dict[int, frozenset[int] | None] = {}  # token → keywords it could end
+        self._ends: torch.Tensor | None = None  # end ids on the scores' device
 
     # -- state ------------------------------------------------------------------------------
     def _text(self, tid: int) -> str:
@@ -257,15 +259,18 @@ class KeywordProcessor(LogitsProcessor):
         """Whether this token can end a keyword, so that a decode is worth it: the keyword is
         in its text, or a start of its text is an end of the keyword ("ea" ends "sea").
         A token that decodes to nothing or to U+FFFD may finish a multi-byte character.
-        A miss only costs fluency (the keyword is forced again), never the guarantee."""
-        text = self._text(tid).lower().removeprefix("##")  # WordPiece continuation marker
-        if not text or "\ufffd" in text:
-            return True
-        for k in pending:
-            kw = self._lower[k]
-            if kw in text or any(kw.endswith(text[:j]) for j in range(1, min(len(text), len(kw)) + 1)):
-                return True
-        return False
+        A miss only costs fluency (the keyword is forced again), never the guarantee.
+        The answer per token is worked out once per request (None: any keyword)."""
+        if tid not in self._completes:
+            text = self._text(tid).lower().removeprefix("##")  # WordPiece continuation marker
+            if not text or "\ufffd" in text:
+                self._completes[tid] = None
+            else:
+                self._completes[tid] = frozenset(
+                    k for k, kw in enumerate(self._lower)
+                    if kw in text or any(kw.endswith(text[:j]) for j in range(1, min(len(text), len(kw)) + 1)))
+        ends = self._completes[tid]
+        return ends is None or any(k in ends for k in pending)
 
     def _detect(self, row: _Row) -> None:
         """Mark keywords found in the decoded text: a short tail first, then the whole row
@@ -338,18 +343,30 @@ class KeywordProcessor(LogitsProcessor):
             return scores
         scores = scores.clone()
         dev = scores.device
-        ends = torch.tensor(self.end_ids, device=dev)
-        if plan.offers:
-            rows_l, toks_l, shares = zip(*plan.offers)
-            rows, toks = torch.tensor(rows_l, device=dev), torch.tensor(toks_l, device=dev)
-            boosted = scores[rows, toks] + plan.boost
-            if not self.guaranteed:  # a share of the wish to end, split evenly among them
+        if self._ends is None or self._ends.device != dev:
+            self._ends = torch.tensor(self.end_ids, device=dev)
+        ends = self._ends
+        if self.guaranteed:
+            # boosts and held-back ends in one indexed add: each small tensor op costs more
+            # than the arithmetic at these sizes
+            cells = [(r, t, plan.boost) for r, t, _ in plan.offers]
+            cells += [(r, e, float("-inf")) for r in plan.ending for e in self.end_ids]
+            if cells:
+                rows_l, cols_l, values = zip(*cells)
+                index = torch.tensor((rows_l, cols_l), device=dev)
+                scores.index_put_((index[0], index[1]),
+                                  torch.tensor(values, dtype=scores.dtype, device=dev), accumulate=True)
+        else:
+            if plan.offers:  # a share of the wish to end, split evenly among them
+                rows_l, toks_l, shares = zip(*plan.offers)
+                rows, toks = torch.tensor(rows_l, device=dev), torch.tensor(toks_l, device=dev)
+                boosted = scores[rows, toks] + plan.boost
                 moved = torch.logsumexp(scores[:, ends], dim=1)[rows] + math.log(SOFT_END_TRANSFER)
                 boosted = torch.logaddexp(boosted, moved + torch.tensor(shares, dtype=scores.dtype, device=dev))
-            scores[rows, toks] = boosted
-        if plan.ending:
-            rows = torch.tensor(plan.ending, device=dev)[:, None]
-            scores[rows, ends[None, :]] += float("-inf") if self.guaranteed else math.log1p(-SOFT_END_TRANSFER)
+                scores[rows, toks] = boosted
+            if plan.ending:
+                rows = torch.tensor(plan.ending, device=dev)[:, None]
+                scores[rows, ends[None, :]] += math.log1p(-SOFT_END_TRANSFER)
         if plan.forced:
             rows, toks = (torch.tensor(x, device=dev) for x in zip(*plan.forced))
             keep = scores[rows, toks].clamp(min=torch.finfo(scores.dtype).min)
