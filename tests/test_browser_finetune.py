@@ -23,6 +23,9 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 60_000
 TRAIN_MS = 240_000
+# The stop test needs a run that cannot finish before its Stop click, however fast the
+# machine: the tiny test model trains hundreds of steps in seconds.
+LONG_RUN_STEPS = 20_000
 STORY = ("The storm rolled over the sea at night and the sailors watched the lightning. "
          "A quiet garden in spring, with flowers opening under a pale moon. ")
 
@@ -43,7 +46,8 @@ def server(registry):
 
     managers = []
     original = ui.make_manager
-    ui.make_manager = lambda reg: managers.append(JobManager(reg.home, reg, poll_s=0.1)) or managers[-1]
+    caps = ui.Caps(max_steps=LONG_RUN_STEPS, max_seconds=15 * 60)
+    ui.make_manager = lambda reg: managers.append(JobManager(reg.home, reg, caps=caps, poll_s=0.1)) or managers[-1]
     try:
         demo = app.build_app(registry)
     finally:
@@ -142,7 +146,7 @@ def test_upload_report_start_progress_reload_and_stop(page, corpus, server):
     page.locator("#ft-start:not([disabled])").wait_for()
     shot(page, "finetune-report")
 
-    set_slider(page, "ft-max-steps", 300)
+    set_slider(page, "ft-max-steps", LONG_RUN_STEPS)
     page.locator("#ft-start").click()
     status_has(page, "training 训练中", TRAIN_MS)
     step_at_least(page, 3)
