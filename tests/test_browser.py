@@ -88,13 +88,29 @@ def tags(page) -> list[str]:
 
 
 def set_slider(page, name: str, value: int) -> None:
-    number = page.locator(f"#tg-{name} input[type=number]").first
+    type_into_slider(page, f"tg-{name}", value)
+
+
+def type_into_slider(page, elem_id: str, value: int, tries: int = 3) -> None:
+    """Type a value into a slider's number box and wait until the slider shows it. A keystroke
+    that lands while the accordion or page is still settling can be lost, as for a person
+    who then types again; so do we, a bounded number of times."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    number = page.locator(f"#{elem_id} input[type=number]").first
     number.wait_for(state="visible")
-    number.fill(str(value))
-    number.press("Enter")
-    number.blur()
-    page.wait_for_function(
-        f"document.querySelector('#tg-{name} input[type=range]').value === '{value}'")
+    for attempt in range(tries):
+        number.fill(str(value))
+        number.press("Enter")
+        number.blur()
+        try:
+            page.wait_for_function(
+                f"document.querySelector('#{elem_id} input[type=range]').value === '{value}'", timeout=10_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == tries - 1:
+                shown = page.locator(f"#{elem_id} input[type=range]").first.input_value()
+                raise AssertionError(f"slider {elem_id} shows {shown}, not {value}") from None
 
 
 def generate_and_wait(page) -> None:

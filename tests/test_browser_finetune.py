@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from test_browser import type_into_slider
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -24,7 +25,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 TIMEOUT_MS = 60_000
 TRAIN_MS = 240_000
 # The stop test needs a run that cannot finish before its Stop click, however fast the
-# machine: the tiny test model trains hundreds of steps in seconds.
+# machine: the tiny test model trains a few steps a second or more, so it gets a larger corpus
+# and a step cap far above what its epochs need.
 LONG_RUN_STEPS = 20_000
 STORY = ("The storm rolled over the sea at night and the sailors watched the lightning. "
          "A quiet garden in spring, with flowers opening under a pale moon. ")
@@ -83,15 +85,24 @@ def page(browser, server):
     context.close()
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("corpus") / "storms.csv"
+def write_corpus(path: Path, rows: int) -> Path:
     with path.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["title", "keywords", "text"])
-        for i in range(24):
+        for i in range(rows):
             writer.writerow([f"Storm {i}", "storm, sea, night", (STORY * (6 if i % 4 == 0 else 1)).strip()])
     return path
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("corpus") / "storms.csv", 24)
+
+
+@pytest.fixture(scope="module")
+def long_corpus(tmp_path_factory) -> Path:
+    """Enough rows that 20 epochs take minutes, not seconds (see LONG_RUN_STEPS)."""
+    return write_corpus(tmp_path_factory.mktemp("corpus") / "storms.csv", 240)
 
 
 def shot(page, name: str) -> None:
@@ -110,16 +121,18 @@ def upload(page, path: Path) -> None:
 
 
 def set_slider(page, elem_id: str, value: int) -> None:
-    number = page.locator(f"#{elem_id} input[type=number]").first
-    number.fill(str(value))
-    number.press("Enter")
-    number.blur()
-    page.wait_for_function(f"document.querySelector('#{elem_id} input[type=range]').value === '{value}'")
+    type_into_slider(page, elem_id, value)
 
 
 def status_has(page, text: str, timeout: int = TIMEOUT_MS) -> None:
-    page.wait_for_function("t => document.querySelector('#ft-status').innerText.includes(t)", arg=text,
-                           timeout=timeout)
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function("t => document.querySelector('#ft-status').innerText.includes(t)", arg=text,
+                               timeout=timeout)
+    except PlaywrightTimeout:  # say what the page showed instead
+        raise AssertionError(f"status never showed {text!r}; it shows: "
+                             f"{page.locator('#ft-status').inner_text()!r}") from None
 
 
 def step_at_least(page, n: int, timeout: int = TRAIN_MS) -> None:
@@ -134,19 +147,20 @@ def current_step(page) -> int:
     return int(re.search(r"step (\d+) /", page.locator("#ft-status").inner_text()).group(1))
 
 
-def test_upload_report_start_progress_reload_and_stop(page, corpus, server):
+def test_upload_report_start_progress_reload_and_stop(page, long_corpus, server):
     assert "No fine-tune yet" in page.locator("#ft-status").inner_text()
     assert page.locator("#ft-start").is_disabled()
-    upload(page, corpus)
+    upload(page, long_corpus)
     page.locator("#ft-report", has_text="ready to train").wait_for()
     report = page.locator("#ft-report").inner_text()
-    assert "24 kept of 24" in report and "from the keywords column" in report
+    assert "240 kept of 240" in report and "from the keywords column" in report
     page.locator("#ft-preview", has_text="Storm 0").wait_for()
     assert page.locator("#ft-name input, #ft-name textarea").first.input_value().startswith("storms")
     page.locator("#ft-start:not([disabled])").wait_for()
     shot(page, "finetune-report")
 
     set_slider(page, "ft-max-steps", LONG_RUN_STEPS)
+    set_slider(page, "ft-epochs", 20)  # with 240 rows: over a thousand steps, evaluated every tenth
     page.locator("#ft-start").click()
     status_has(page, "training 训练中", TRAIN_MS)
     step_at_least(page, 3)
