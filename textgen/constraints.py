@@ -90,11 +90,14 @@ class KeywordForms:
 _CACHE: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 
 
+_MAX_CACHED_ANSWERS = 200_000
+
+
 def _cache(tokenizer) -> dict:
     try:
-        return _CACHE.setdefault(tokenizer, {"forms": {}, "texts": {}})
+        return _CACHE.setdefault(tokenizer, {"forms": {}, "texts": {}, "ends_keyword": {}})
     except TypeError:  # not weak-referenceable: no caching
-        return {"forms": {}, "texts": {}}
+        return {"forms": {}, "texts": {}, "ends_keyword": {}}
 
 
 def _raw_decode(tokenizer, ids: Sequence[int]) -> str:
@@ -224,7 +227,11 @@ class KeywordProcessor(LogitsProcessor):
         self._tail = [len(f.keyword.encode("utf-8")) + _TAIL_SLACK for f in self.forms]
         self.rows = [_Row(list(range(len(self.forms)))) for _ in range(n)]
         self._seen = 0  # generated tokens already observed
-        self._completes: dict[int, frozenset[int] | None] = {}  # token → keywords it could end
+        # (token, lower-case keyword) → whether the token can end it; shared across requests,
+        # emptied when it grows past a bound (a server sees endless new keywords)
+        self._ends_keyword: dict[tuple[int, str], bool] = _cache(tokenizer)["ends_keyword"]
+        if len(self._ends_keyword) > _MAX_CACHED_ANSWERS:
+            self._ends_keyword.clear()
         self._ends: torch.Tensor | None = None  # end ids on the scores' device
 
     # -- state ------------------------------------------------------------------------------
@@ -260,17 +267,19 @@ class KeywordProcessor(LogitsProcessor):
         in its text, or a start of its text is an end of the keyword ("ea" ends "sea").
         A token that decodes to nothing or to U+FFFD may finish a multi-byte character.
         A miss only costs fluency (the keyword is forced again), never the guarantee.
-        The answer per token is worked out once per request (None: any keyword)."""
-        if tid not in self._completes:
-            text = self._text(tid).lower().removeprefix("##")  # WordPiece continuation marker
-            if not text or "\ufffd" in text:
-                self._completes[tid] = None
-            else:
-                self._completes[tid] = frozenset(
-                    k for k, kw in enumerate(self._lower)
-                    if kw in text or any(kw.endswith(text[:j]) for j in range(1, min(len(text), len(kw)) + 1)))
-        ends = self._completes[tid]
-        return ends is None or any(k in ends for k in pending)
+        Answers are remembered per tokenizer: the same tokens come back request after request."""
+        for k in pending:
+            key = (tid, self._lower[k])
+            answer = self._ends_keyword.get(key)
+            if answer is None:
+                text = self._text(tid).lower().removeprefix("##")  # WordPiece continuation marker
+                kw = self._lower[k]
+                answer = self._ends_keyword[key] = (
+                    not text or "\ufffd" in text or kw in text
+                    or any(kw.endswith(text[:j]) for j in range(1, min(len(text), len(kw)) + 1)))
+            if answer:
+                return True
+        return False
 
     def _detect(self, row: _Row) -> None:
         """Mark keywords found in the decoded text: a short tail first, then the whole row
