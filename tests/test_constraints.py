@@ -247,3 +247,19 @@ def test_soft_covers_more_than_off(any_model_dir, load):
     # 160 keyword slots: random weights almost never write one unaided, soft writes most
     assert covered["soft"] >= covered["off"] + 40, covered
 
+
+
+def test_remembered_token_answers_stay_bounded(bpe_model_dir, load, monkeypatch):
+    """A server sees endless new keywords: the per-tokenizer memory is emptied past its bound,
+    and the guarantee holds either way."""
+    import textgen.constraints as constraints
+
+    monkeypatch.setattr(constraints, "_MAX_CACHED_ANSWERS", 50)
+    gen = load(bpe_model_dir)
+    memory = constraints._cache(gen.backend_for("Storm", ["sea"]).tokenizer)["ends_keyword"]
+    memory.update({(-i, "old keyword"): False for i in range(60)})
+    words = ["sea", "night"]
+    result = guaranteed(gen, "Storm", words, seed=0, n=2, max_new_tokens=24)
+    _assert_all_covered(result, words)
+    assert not any(kw == "old keyword" for _, kw in memory)  # emptied before this request
+    assert 0 < len(memory) <= 2 * 24 * len(words)  # at most one answer per (token seen, keyword)
