@@ -248,6 +248,12 @@ class KeywordProcessor(LogitsProcessor):
             row.finished = True
             return
         row.ids.append(tid)
+        if not row.partial and tid not in row.offered:  # the common case: no keyword under way
+            row.offered = {}
+            if row.pending and self._could_complete(tid, row.pending):
+                self._detect(row)
+            row.depth = 0
+            return
         if row.partial:
             row.partial = [(k, v) for k, v in row.partial if v.ids[row.depth] == tid]
             row.depth += 1
@@ -356,15 +362,15 @@ class KeywordProcessor(LogitsProcessor):
             self._ends = torch.tensor(self.end_ids, device=dev)
         ends = self._ends
         if self.guaranteed:
-            # boosts and held-back ends in one indexed add: each small tensor op costs more
-            # than the arithmetic at these sizes
-            cells = [(r, t, plan.boost) for r, t, _ in plan.offers]
-            cells += [(r, e, float("-inf")) for r in plan.ending for e in self.end_ids]
-            if cells:
-                rows_l, cols_l, values = zip(*cells)
-                index = torch.tensor((rows_l, cols_l), device=dev)
-                scores.index_put_((index[0], index[1]),
-                                  torch.tensor(values, dtype=scores.dtype, device=dev), accumulate=True)
+            # few, batched tensor ops: at these sizes each op costs more than its arithmetic
+            if plan.offers:
+                rows_l, toks_l, _ = zip(*plan.offers)
+                index = torch.tensor((rows_l, toks_l), device=dev)
+                scores[index[0], index[1]] += plan.boost
+            if len(plan.ending) == scores.shape[0]:
+                scores[:, ends] = float("-inf")
+            elif plan.ending:
+                scores[torch.tensor(plan.ending, device=dev)[:, None], ends[None, :]] = float("-inf")
         else:
             if plan.offers:  # a share of the wish to end, split evenly among them
                 rows_l, toks_l, shares = zip(*plan.offers)
