@@ -4,54 +4,21 @@ Screenshots land in tests/screenshots/ (gitignored) for a human to look at.
 """
 from __future__ import annotations
 
-import os
 import re
-import socket
-from pathlib import Path
 
 import pytest
+from browser_support import NEEDS_CHROMIUM, SHOTS, TIMEOUT_MS, launch_app
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium)")
-SHOTS = Path(__file__).resolve().parent / "screenshots"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-TIMEOUT_MS = 60_000
+pytestmark = NEEDS_CHROMIUM
 
 
 @pytest.fixture(scope="module")
-def registry(bpe_model_dir, bert_zh_model_dir, tmp_path_factory):
-    from finetune.registry import ModelRegistry
-
-    return ModelRegistry(tmp_path_factory.mktemp("home"), extra=[bpe_model_dir, bert_zh_model_dir],
-                         builtins=False)
-
-
-@pytest.fixture(scope="module")
-def server(registry):
+def server(app_registry):
     import app
 
-    demo = app.build_app(registry)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                            **app.launch_kwargs(registry))
-    yield url
+    demo = app.build_app(app_registry)
+    yield launch_app(demo, app_registry)
     demo.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture()
@@ -154,11 +121,11 @@ def test_title_tags_generate_highlight(page):
     shot(page, "generate-en")
 
 
-def test_chinese_example_with_other_model(page, registry, bert_zh_model_dir):
+def test_chinese_example_with_other_model(page, app_registry, bert_zh_model_dir):
     page.locator(".gallery-item, tr.tr-body, button", has_text="春夜").first.click()
     page.wait_for_function("document.querySelectorAll('#tg-keywords .token').length === 3")
     assert title_box(page).input_value() == "春夜" and tags(page) == ["月", "花", "雨"]
-    label = next(label for label, _ in registry.choices() if label.startswith(bert_zh_model_dir.name))
+    label = next(label for label, _ in app_registry.choices() if label.startswith(bert_zh_model_dir.name))
     page.locator("#tg-model input").first.click()
     page.get_by_role("option", name=label).click()
     open_sampling(page)
@@ -265,11 +232,7 @@ def test_stop_cancels_a_running_stream(browser, tmp_path):
     endless = _Endless()
     reg = ModelRegistry(tmp_path, builtins=False, loader=lambda entry: endless)
     demo = app.build_app(reg, modes=["off"])
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                            **app.launch_kwargs(reg))
+    url = launch_app(demo, reg)
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)

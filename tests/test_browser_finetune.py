@@ -4,44 +4,24 @@ re-attaches to the running job, stop, then a run to the end, its download and it
 Generate tab. Screenshots land in tests/screenshots/finetune-*.png."""
 from __future__ import annotations
 
-import csv
-import os
-import socket
 import zipfile
 from pathlib import Path
 
 import pytest
+from browser_support import NEEDS_CHROMIUM, SHOTS, TIMEOUT_MS, launch_app
 from test_browser import type_into_slider
+from test_jobs import write_corpus
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = [pytest.mark.browser, pytest.mark.slow,
-              pytest.mark.skipif(not CHROMIUM.exists(),
-                                 reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium)")]
-SHOTS = Path(__file__).resolve().parent / "screenshots"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-TIMEOUT_MS = 60_000
+pytestmark = [pytest.mark.browser, pytest.mark.slow, NEEDS_CHROMIUM]
 TRAIN_MS = 240_000
 # The stop test needs a run that cannot finish before its Stop click, however fast the
 # machine: the tiny test model trains a few steps a second or more, so it gets a larger corpus
 # and a step cap far above what its epochs need.
 LONG_RUN_STEPS = 20_000
-STORY = ("The storm rolled over the sea at night and the sailors watched the lightning. "
-         "A quiet garden in spring, with flowers opening under a pale moon. ")
 
 
 @pytest.fixture(scope="module")
-def registry(bpe_model_dir, bert_zh_model_dir, tmp_path_factory):
-    from finetune.registry import ModelRegistry
-
-    return ModelRegistry(tmp_path_factory.mktemp("home"), extra=[bpe_model_dir, bert_zh_model_dir],
-                         builtins=False)
-
-
-@pytest.fixture(scope="module")
-def server(registry):
+def server(app_registry):
     import app
     import finetune.ui as ui
     from finetune.jobs import JobManager
@@ -51,27 +31,12 @@ def server(registry):
     caps = ui.Caps(max_steps=LONG_RUN_STEPS, max_seconds=15 * 60)
     ui.make_manager = lambda reg: managers.append(JobManager(reg.home, reg, caps=caps, poll_s=0.1)) or managers[-1]
     try:
-        demo = app.build_app(registry)
+        demo = app.build_app(app_registry)
     finally:
         ui.make_manager = original
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                            **app.launch_kwargs(registry))
-    yield url
+    yield launch_app(demo, app_registry)
     demo.close()
     managers[0].close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture()
@@ -83,15 +48,6 @@ def page(browser, server):
     open_tab(page)
     yield page
     context.close()
-
-
-def write_corpus(path: Path, rows: int) -> Path:
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["title", "keywords", "text"])
-        for i in range(rows):
-            writer.writerow([f"Storm {i}", "storm, sea, night", (STORY * (6 if i % 4 == 0 else 1)).strip()])
-    return path
 
 
 @pytest.fixture(scope="module")
