@@ -84,8 +84,6 @@ def sample(model, prompt_ids: Sequence[int], settings: SamplingSettings, *, end_
     unfinished = torch.ones(settings.n, dtype=torch.bool, device=device)  # (n,)
     picked: list[torch.Tensor] = []  # one (n,) tensor of log-probs per step
     for step in range(settings.max_new_tokens):
-        if step:
-            logits = stepper.step(token)
         log_probs = torch.log_softmax(logits, dim=-1)
         scores = logits
         for proc in chain:
@@ -101,5 +99,7 @@ def sample(model, prompt_ids: Sequence[int], settings: SamplingSettings, *, end_
             break
         if deadline is not None and time.monotonic() > deadline:
             break
+        if step + 1 < settings.max_new_tokens:  # no forward for a token that will not be sampled
+            logits = stepper.step(token)
     log_probs = torch.stack(picked, dim=1) if picked else torch.zeros(settings.n, 0, device=device)
     return input_ids, log_probs
