@@ -40,7 +40,7 @@ SONG100 = f"""{ESC}[32m题目:《春居杂兴》二首{ESC}[m
 """
 
 # chinese: attributed quotations, a centred fable heading, proverbs, and entries to skip.
-CHINESE = f"""君不见黄河之水天上来，奔流到海不复回。
+CHINESE = """君不见黄河之水天上来，奔流到海不复回。
     -- 李白《将进酒》
 %
 孔子于乡党，恂恂如也，似不能言者。
