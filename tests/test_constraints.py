@@ -202,6 +202,37 @@ def test_finished_rows_are_left_alone(bpe_model_dir, load):
     assert torch.isfinite(out[1]).sum() == 1  # 1 token left, the keyword's length: forced
 
 
+def test_guaranteed_starts_a_keyword_at_the_moment_the_model_likes_it_best(bpe_model_dir, load):
+    """Nothing is forced while the keyword's first token grows less likely step after step;
+    it is forced at the step where it is clearly likelier than ever before, long before the
+    budget runs out; and the keyword is then completed."""
+    gen = load(bpe_model_dir)
+    backend = gen._fixed
+    tokenizer = backend.loaded.tokenizer
+    proc = build_constraints("guaranteed", tokenizer=tokenizer, keywords=["machine learning"], n=1, prompt_len=1,
+                             max_new_tokens=60, end_ids=backend.end_ids,
+                             decode=lambda ids: gen._decode(backend, ids)).processors[0]
+    variants = _forms(gen, "machine learning").variants
+    firsts = sorted({v.ids[0] for v in variants})
+    word = tokenizer.encode(" the", add_special_tokens=False)[0]
+    ids, peak = [5], 24
+    for step in range(peak + 1):
+        scores = torch.zeros(1, len(tokenizer))
+        scores[0, firsts] = 10.0 if step == peak else -2.0 - 0.1 * step
+        out = proc(torch.tensor([ids]), scores)
+        if step < peak:
+            assert torch.isfinite(out[0, firsts]).all() and torch.isfinite(out).sum() > len(firsts), step
+            ids.append(word)
+    forced = torch.isfinite(out[0]).nonzero().flatten().tolist()
+    assert len(forced) == 1 and forced[0] in firsts
+    variant = min((v for v in variants if v.ids[0] == forced[0]), key=lambda v: len(v.ids))
+    assert len(variant.ids) > 1, "the case needs a multi-token keyword"
+    for done, tid in enumerate(variant.ids[1:], start=1):  # the rest follows, whatever the scores
+        ids.append(variant.ids[done - 1])
+        out = proc(torch.tensor([ids]), torch.zeros(1, len(tokenizer)))
+        assert torch.isfinite(out[0]).nonzero().flatten().tolist() == [tid]
+
+
 def test_soft_boost_lifts_first_tokens_and_discourages_ending(bpe_model_dir, load):
     gen = load(bpe_model_dir)
     backend = gen._fixed
