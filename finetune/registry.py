@@ -34,13 +34,17 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MAX_LABEL_CHARS = 60
 
-# (id, label, hub repo, revision). Pin `revision` to a commit hash where one is known:
-# then a changed repo on the hub cannot change what the app runs.
+# (id, label, hub repo, revision). Each is pinned to a commit, so that a repo changed on the
+# hub cannot change what the app runs or fine-tunes (the hub serves a commit's files by hash,
+# and with HF_HUB_OFFLINE the cached snapshot of exactly that commit). The hashes are the
+# repos' main-branch commits as widely recorded in public snapshot paths; to move a pin,
+# check the new commit's files (safetensors weights, GPT-2 config) first.
 HUB_MODELS: tuple[tuple[str, str, str, str | None], ...] = (
-    ("gpt2", "gpt2 · English · Hugging Face Hub", "gpt2", None),
-    ("distilgpt2", "distilgpt2 · English · Hugging Face Hub", "distilgpt2", None),
+    ("gpt2", "gpt2 · English · Hugging Face Hub", "gpt2", "607a30d783dfa663caf39e06633721c8d4cfcd7e"),
+    ("distilgpt2", "distilgpt2 · English · Hugging Face Hub", "distilgpt2",
+     "2290a62682d06624634c1f46a6ad5be0f47f38aa"),
     ("gpt2-chinese", "gpt2-chinese-cluecorpussmall · 中文 · Hugging Face Hub",
-     "uer/gpt2-chinese-cluecorpussmall", None),
+     "uer/gpt2-chinese-cluecorpussmall", "c2c0249d8a2731f269414cc3b22dff021f8e07a3"),
 )
 _BUILTIN_LABELS = {"textgen-zh": "textgen-zh · 中文 (built-in 内置)",
                    "textgen-en": "textgen-en · English (built-in 内置)"}

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -39,8 +40,9 @@ MAX_EVAL_ROWS = 1000  # evaluation costs time at every eval step; a thousand row
 EVALS_PER_RUN = 0.1  # with eval_steps=0: evaluate (and checkpoint) every 10% of the run
 LOGS_PER_RUN = 0.01  # a loss point every 1% of the run (every step in short runs)
 WARMUP = 0.05  # share of steps with a linear learning-rate warmup
+_REVISION = re.compile(r"[\w.\-/]{1,128}")
 # Settings a resumed run must share with the run it continues (the rest may change).
-RESUME_FIELDS = ("base", "config", "method", "last_n", "lora_r", "lora_alpha", "max_length",
+RESUME_FIELDS = ("base", "revision", "config", "method", "last_n", "lora_r", "lora_alpha", "max_length",
                  "batch_size", "eval_ratio", "seed", "keywords", "train_on_prompt")
 
 
@@ -61,6 +63,8 @@ class TrainConfig:
                           "holds a previous textgen model)", required=True)
     base: str = _spec("auto", "model to start from: auto (built-in model for the corpus language), "
                               "a built-in name, a local folder, a hub id, or scratch")
+    revision: str = _spec("", "hub revision of --base: a commit hash (pins the weights), tag or branch; "
+                              "empty: the repo's default branch")
     config: str = _spec("small", "size of the model with --base scratch", choices=SCRATCH_PRESETS)
     method: str = _spec("full", "what trains: full (all weights), last-n (last N blocks), "
                                 "head (output layer only), lora (adapters, merged on save)", choices=METHODS)
@@ -96,6 +100,9 @@ class TrainConfig:
             if not str(getattr(self, name)).strip():
                 raise ValueError(f"{name}: must not be empty")
         self.data, self.out = str(self.data), str(self.out)
+        if self.revision and (not _REVISION.fullmatch(self.revision) or ".." in self.revision):
+            raise ValueError(f"revision: must be a commit hash, tag or branch name (letters, digits, "
+                             f"'.', '-', '_', '/'), got {self.revision!r}")
         if self.base == SCRATCH and self.method != "full":
             raise ValueError(f"method: a model trained from scratch has no trained weights to keep; "
                              f"use --method full, not {self.method!r}")
@@ -428,8 +435,8 @@ def _load_base(config: TrainConfig, report, rows, run, is_main: bool, resuming: 
         source = builtin_for_language(report.language)
         name = str(source)
     else:
-        source, name = config.base, config.base
-    loaded = load(source, device="cpu", dtype="float32")
+        source, name = config.base, config.base + (f"@{config.revision}" if config.revision else "")
+    loaded = load(source, device="cpu", dtype="float32", revision=config.revision or None)
     fmt = PromptFormat()
     before = set(loaded.tokenizer.get_vocab().values())
     torch.manual_seed(config.seed)  # new embedding rows are drawn around the mean: reproducibly

@@ -253,7 +253,7 @@ class FinetuneHandlers:
         except UnknownModelError as exc:
             raise _error(exc, "Unknown model 未知模型") from None
         source = "auto" if entry.kind == "auto" else str(entry.source)
-        return dict(base=source, method=method, epochs=epochs, max_steps=max_steps,
+        return dict(base=source, revision=entry.revision or "", method=method, epochs=epochs, max_steps=max_steps,
                     lr=None if lr in (None, "") else lr, batch_size=batch_size, max_length=max_length)
 
     # upload

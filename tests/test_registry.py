@@ -269,3 +269,67 @@ def test_registry_needs_no_gradio():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent)
     assert out.stdout.strip() == "False False"
+
+
+# -- hub models are pinned (RELIABILITY M1) ---------------------------------------------------
+def test_every_hub_model_is_pinned_to_a_commit():
+    import re
+
+    assert registry_mod.HUB_MODELS
+    for model_id, _label, _repo, revision in registry_mod.HUB_MODELS:
+        assert revision is not None and re.fullmatch(r"[0-9a-f]{40}", revision), model_id
+
+
+def _hub_cache_with_two_commits(cache: Path, repo_folder: str, model_dir: Path, pinned: str, main: str) -> None:
+    """An offline Hugging Face cache (the hub's own layout) holding two commits of one repo:
+    the branch `main` points at `main`, whose config differs in a harmless, visible field."""
+    import json
+
+    repo = cache / repo_folder
+    for commit, epsilon in ((pinned, 1e-5), (main, 1e-3)):
+        snapshot = repo / "snapshots" / commit
+        shutil.copytree(model_dir, snapshot)
+        config = json.loads((snapshot / "config.json").read_text())
+        config["layer_norm_epsilon"] = epsilon
+        (snapshot / "config.json").write_text(json.dumps(config))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(main)
+
+
+def test_hub_model_loads_its_pinned_commit_for_generation_and_fine_tuning(tmp_path, home, bpe_model_dir):
+    """With a repo whose branch moved on, the registry's `gpt2` still loads the pinned commit,
+    and so does a fine-tune started from it in the web UI; without the pin, the branch's."""
+    pinned = dict((m, r) for m, _, _, r in registry_mod.HUB_MODELS)["gpt2"]
+    _hub_cache_with_two_commits(tmp_path / "hub", "models--gpt2", bpe_model_dir, pinned, "f" * 40)
+    script = f"""
+import sys
+from finetune.registry import ModelRegistry
+from finetune.training import TrainConfig, _load_base
+from textgen.loading import load
+
+reg = ModelRegistry({str(home)!r}, builtins=False)
+entry = reg.resolve("gpt2")
+gen = reg.get("gpt2")
+print("registry", gen.backend_for("", []).model.config.layer_norm_epsilon)
+print("branch", load("gpt2").model.config.layer_norm_epsilon)
+config = TrainConfig(data="x.csv", out="out", base=entry.source, revision=entry.revision)
+loaded, name, _ = _load_base(config, None, [], None, True, False)
+print("finetune", loaded.model.config.layer_norm_epsilon, name)
+"""
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
+    assert float(lines["registry"]) == 1e-5
+    assert float(lines["branch"]) == 1e-3  # the cache really has a moved branch
+    epsilon, name = lines["finetune"].split(" ", 1)
+    assert float(epsilon) == 1e-5 and name == f"gpt2@{pinned}"
+
+
+def test_bad_revision_is_refused_naming_the_field():
+    from finetune.training import TrainConfig
+
+    for bad in ("../main", "a b", "x" * 129, "main;rm"):
+        with pytest.raises(ValueError, match=r"^revision: "):
+            TrainConfig(data="x.csv", out="out", base="gpt2", revision=bad)
