@@ -873,23 +873,6 @@ class _EventWriter:
         self("end", result=result.to_dict())
 
 
-class _TooLong(Exception):
-    """The epochs asked for take more steps than max_steps allows."""
-
-
-class _EpochsProbe:
-    """Web jobs treat max_steps as a cap on the epochs (whichever ends first); Trainer lets
-    max_steps replace the epochs. The probe runs the epochs and aborts before the first step
-    when they would take more steps than the cap; the worker then runs with max_steps."""
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-
-    def on_start(self, info) -> None:
-        if info.max_steps > self.cap:
-            raise _TooLong()
-
-
 def _watch_parent(stop: threading.Event) -> None:
     """Stop (with a checkpoint) when the app that started us is gone: nobody would take the model."""
     parent = os.getppid()
@@ -928,17 +911,11 @@ def _train(spec: dict[str, Any], events: _EventWriter, stop: threading.Event):
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     config = TrainConfig(**spec["config"])
+    if spec.get("max_steps_is_cap"):  # web jobs: the app's step cap ends a run only if the epochs don't
+        config = dataclasses.replace(config, steps_cap=True)
     if stop.is_set():
         return None
     events("phase", text="reading the corpus and loading the base model")
-    if spec.get("max_steps_is_cap") and config.max_steps > 0:
-        try:
-            return train(dataclasses.replace(config, max_steps=0), callbacks=[_EpochsProbe(config.max_steps), events],
-                         should_stop=stop.is_set)
-        except _TooLong:
-            if stop.is_set():
-                return None
-            events("phase", text=f"preparing {config.max_steps} steps (the step limit ends the run before the epochs)")
     return train(config, callbacks=[events], should_stop=stop.is_set)
 
 

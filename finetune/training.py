@@ -73,6 +73,8 @@ class TrainConfig:
     lora_alpha: float = _spec(16.0, "LoRA scale (alpha) with --method lora", low=0.0, high=1024.0, low_open=True)
     epochs: float = _spec(3.0, "passes over the training data", low=0.0, high=1000.0, low_open=True)
     max_steps: int = _spec(0, "stop after this many optimizer steps (0: run all epochs)", low=0, high=10**7)
+    steps_cap: bool = _spec(False, "with --max-steps: stop after the epochs or at max_steps, whichever "
+                                   "comes first (without it, max_steps replaces the epochs)")
     lr: float | None = _spec(None, "peak learning rate (empty: per method, "
                                    + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")",
                              low=0.0, high=1.0, low_open=True)
@@ -351,6 +353,8 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = (),
             resume_from = _prepare_run(run, config, out, is_main, notes)
             base = _load_base(config, report, rows, run, is_main, resume_from is not None)
         parts = _prepare(config, base, report, train_rows, eval_rows, notes)
+        if config.steps_cap and config.max_steps and _epoch_steps(config, args, len(parts.train_ds)) <= config.max_steps:
+            args.max_steps = -1  # the epochs end first (Trainer reads max_steps when training starts)
         trainer, bridge = _make_trainer(config, args, run, parts, listeners, stop)
     except BaseException:
         if is_main and run.is_ours() and not run.complete_checkpoints():
@@ -361,6 +365,14 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = (),
     if is_main:
         listeners("end", result=result)
     return result
+
+
+def _epoch_steps(config: TrainConfig, args, n_train: int) -> int:
+    """Optimizer steps the epochs take, counted as Trainer counts them: batches per process
+    (a distributed sampler gives each ceil(n / world) examples) times the epochs, rounded up."""
+    per_process = math.ceil(n_train / max(args.world_size, 1))
+    per_epoch = max(math.ceil(per_process / config.batch_size) // args.gradient_accumulation_steps, 1)
+    return math.ceil(config.epochs * per_epoch)
 
 
 def split_rows(rows: Sequence[Any], eval_ratio: float, seed: int) -> tuple[list[Any], list[Any]]:

@@ -181,6 +181,24 @@ def test_package_exports_the_function_whatever_was_imported_first():
 
 
 # -- examples: labels, augmentation, windows -----------------------------------------------------
+@pytest.mark.parametrize("epochs, max_steps, expected", [(1.0, 50, "epochs"), (20.0, 3, 3)])
+def test_steps_cap_ends_at_the_epochs_or_max_steps_whichever_comes_first(tmp_path, bpe_model_dir,
+                                                                         epochs, max_steps, expected):
+    capped = train(config(tmp_path / "capped", bpe_model_dir, epochs=epochs, max_steps=max_steps,
+                          steps_cap=True, eval_steps=0, samples=0))
+    if expected == "epochs":
+        # the same run without a step limit takes exactly as many steps
+        plain = train(config(tmp_path / "plain", bpe_model_dir, epochs=epochs, max_steps=0, eval_steps=0, samples=0))
+        assert 0 < capped.global_step == plain.global_step < max_steps
+        assert capped.max_steps == plain.max_steps
+    else:
+        assert capped.global_step == capped.max_steps == expected
+    # without steps_cap, max_steps replaces the epochs, as in transformers' Trainer
+    replaced = train(config(tmp_path / "replaced", bpe_model_dir, epochs=epochs, max_steps=max_steps,
+                            eval_steps=0, samples=0))
+    assert replaced.global_step == max_steps
+
+
 def _tokenizer(model_dir: Path):
     from transformers import AutoTokenizer
 
