@@ -61,6 +61,17 @@ def _forms(gen: Generator, keyword: str):
                          decode=lambda ids: gen._decode(backend, ids))
 
 
+def _processor(gen: Generator, mode: str, keywords: list[str], *, n: int = 1, prompt_len: int = 1,
+               max_new_tokens: int) -> KeywordProcessor:
+    """The keyword processor `Generator` would build for this request."""
+    backend = gen._fixed
+    proc = build_constraints(mode, tokenizer=backend.loaded.tokenizer, keywords=keywords, n=n,
+                             prompt_len=prompt_len, max_new_tokens=max_new_tokens, end_ids=backend.end_ids,
+                             decode=lambda ids: gen._decode(backend, ids)).processors[0]
+    assert isinstance(proc, KeywordProcessor)
+    return proc
+
+
 def guaranteed(gen: Generator, title: str, keywords: list[str], stream: bool = False, **params):
     """Generate (or stream) in guaranteed mode; keywords joined so phrases stay whole."""
     call = gen.stream if stream else gen.generate
@@ -186,12 +197,8 @@ def test_stream_final_equals_generate_in_guaranteed_mode(family):
 # -- the processor itself ---------------------------------------------------------------------
 def test_finished_rows_are_left_alone(bpe_model_dir, load):
     gen = load(bpe_model_dir)
-    backend = gen._fixed
-    tokenizer, end = backend.loaded.tokenizer, backend.end_ids
-    proc = build_constraints("guaranteed", tokenizer=tokenizer, keywords=["lightning"], n=2, prompt_len=2,
-                             max_new_tokens=5, end_ids=end,
-                             decode=lambda ids: gen._decode(backend, ids)).processors[0]
-    assert isinstance(proc, KeywordProcessor)
+    tokenizer, end = gen._fixed.loaded.tokenizer, gen._fixed.end_ids
+    proc = _processor(gen, "guaranteed", ["lightning"], n=2, prompt_len=2, max_new_tokens=5)
     word = tokenizer.encode(" the", add_special_tokens=False)[0]
     vocab = len(tokenizer)
     # row 0 ended at its first token and now receives padding; row 1 is still writing
@@ -207,11 +214,8 @@ def test_guaranteed_starts_a_keyword_at_the_moment_the_model_likes_it_best(bpe_m
     it is forced at the step where it is clearly likelier than ever before, long before the
     budget runs out; and the keyword is then completed."""
     gen = load(bpe_model_dir)
-    backend = gen._fixed
-    tokenizer = backend.loaded.tokenizer
-    proc = build_constraints("guaranteed", tokenizer=tokenizer, keywords=["machine learning"], n=1, prompt_len=1,
-                             max_new_tokens=60, end_ids=backend.end_ids,
-                             decode=lambda ids: gen._decode(backend, ids)).processors[0]
+    tokenizer = gen._fixed.loaded.tokenizer
+    proc = _processor(gen, "guaranteed", ["machine learning"], max_new_tokens=60)
     variants = _forms(gen, "machine learning").variants
     firsts = sorted({v.ids[0] for v in variants})
     word = tokenizer.encode(" the", add_special_tokens=False)[0]
@@ -237,9 +241,7 @@ def test_soft_boost_lifts_first_tokens_and_discourages_ending(bpe_model_dir, loa
     gen = load(bpe_model_dir)
     backend = gen._fixed
     tokenizer = backend.loaded.tokenizer
-    proc = build_constraints("soft", tokenizer=tokenizer, keywords=["storm"], n=1, prompt_len=1,
-                             max_new_tokens=10, end_ids=backend.end_ids,
-                             decode=lambda ids: gen._decode(backend, ids)).processors[0]
+    proc = _processor(gen, "soft", ["storm"], max_new_tokens=10)
     scores = torch.zeros(1, len(tokenizer))
     out = proc(torch.tensor([[5]]), scores)
     first = {v.ids[0] for v in _forms(gen, "storm").variants if not v.lead}
