@@ -5,7 +5,8 @@
 
 Each run: build the corpus from Debian packages (`finetune.corpora`), train a tokenizer and a
 small GPT-2 from scratch with the ordinary pipeline (`finetune.training`, `--base scratch`),
-measure it (eval perplexity, a unigram baseline on the same split, novelty of generated
+train it further with keyword insertion (`TrainConfig.insert_keywords`: other rows' keywords
+put into the text, so the model learns to write the keywords it is given), measure it (eval perplexity, a unigram baseline on the same split, novelty of generated
 8-grams), store the weights as fp16 safetensors (≤ 10 MB), and publish atomically.
 """
 from __future__ import annotations
@@ -29,6 +30,17 @@ NGRAM = 8
 
 
 @dataclass
+class Continued:
+    """Second stage: more training from the first stage's model, with keyword insertion."""
+
+    max_steps: int
+    batch_size: int = 32
+    max_length: int = 128  # shorter windows, more of them: the texts are short anyway
+    lr: float = 2e-3
+    insert_keywords: float = 1.0
+
+
+@dataclass
 class Recipe:
     """Training settings of one built-in model; the card records them."""
 
@@ -43,12 +55,14 @@ class Recipe:
     seed: int = 0
     max_steps: int = 0  # a cap that keeps a rebuild within a developer session on 2 CPU cores
     sample_prompts: list[tuple[str, list[str]]] = field(default_factory=list)
+    continued: Continued | None = None
 
 
 RECIPES = {
-    "zh": Recipe("zh", "textgen-zh", ("fortunes-zh",), epochs=12, sample_prompts=[
+    "zh": Recipe("zh", "textgen-zh", ("fortunes-zh",), epochs=12, continued=Continued(max_steps=1800), sample_prompts=[
         ("春夜", ["月", "花"]), ("送别", ["江", "柳", "酒"]), ("秋思", ["雁", "霜"]), ("", ["山", "水", "云"])]),
-    "en": Recipe("en", "textgen-en", ("jargon", "wordnet"), epochs=1, max_steps=2000, sample_prompts=[
+    "en": Recipe("en", "textgen-en", ("jargon", "wordnet"), epochs=1, max_steps=2000,
+                 continued=Continued(max_steps=1800), sample_prompts=[
         ("hacker", ["computer", "program"]), ("kludge", ["fix", "ugly"]), ("garden", ["flower", "plant"]),
         ("", ["water", "river", "boat"])]),
 }
@@ -110,7 +124,8 @@ def folder_bytes(folder: Path) -> int:
 
 
 def build(language: str, out: Path, work: Path, *, epochs: float | None = None, max_steps: int = 0,
-          n_novelty: int = 100) -> dict[str, Any]:
+          n_novelty: int = 100, stage1: Path | None = None) -> dict[str, Any]:
+    """Train (both stages, or the second from `stage1`, a first-stage model), measure, publish."""
     from textgen import Generator
 
     from . import corpora
@@ -130,7 +145,19 @@ def build(language: str, out: Path, work: Path, *, epochs: float | None = None, 
                          eval_ratio=recipe.eval_ratio, seed=recipe.seed, samples=2)
     from .cli import TqdmProgress  # the CLI's progress bar
 
-    result = train(config, callbacks=[TqdmProgress()])
+    results = []
+    if stage1 is None:
+        results.append(train(config, callbacks=[TqdmProgress()]))
+        stage1 = Path(results[-1].output_dir)
+    second = None
+    if recipe.continued:
+        c = recipe.continued
+        second = TrainConfig(data=str(csv_path), out=str(work / "model-continued"), base=str(stage1), method="full",
+                             epochs=1000.0, max_steps=max_steps or c.max_steps, batch_size=c.batch_size,
+                             max_length=c.max_length, lr=c.lr, insert_keywords=c.insert_keywords,
+                             eval_ratio=recipe.eval_ratio, seed=recipe.seed, samples=2, eval_steps=10**6)
+        results.append(train(second, callbacks=[TqdmProgress()]))
+    result = results[-1]
     model_dir = Path(result.output_dir)
     to_fp16(model_dir)
 
@@ -157,11 +184,13 @@ def build(language: str, out: Path, work: Path, *, epochs: float | None = None, 
         "language": language, "rows": rows_written, "characters": chars, "eval_rows": len(eval_rows),
         "eval_loss": result.eval_loss, "perplexity": result.perplexity, "unigram_perplexity": unigram,
         "novelty_8gram_verbatim_share": share, "novelty_8grams": grams, "novelty_prompts": len(generated),
-        "params": result.total_params, "tokens_trained": result.tokens_trained, "steps": result.global_step,
-        "epochs": result.epochs, "train_seconds": result.elapsed_s, "total_seconds": time.time() - started,
+        "params": result.total_params, "tokens_trained": sum(r.tokens_trained for r in results),
+        "steps": sum(r.global_step for r in results), "stages": [
+            {"steps": r.global_step, "tokens_trained": r.tokens_trained, "seconds": r.elapsed_s} for r in results],
+        "epochs": result.epochs, "train_seconds": sum(r.elapsed_s for r in results), "total_seconds": time.time() - started,
         "precision": result.precision, "hardware": _hardware(),
     }
-    write_card(model_dir, recipe, config, metrics, samples)
+    write_card(model_dir, recipe, config, metrics, samples, second)
     (model_dir / "builtin_metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2) + "\n")
     size = folder_bytes(model_dir)
     if size > MAX_BYTES:
@@ -196,7 +225,8 @@ def _hardware() -> str:
     return f"{os.cpu_count()} cores, {cpu}, {platform.system()}"
 
 
-def write_card(folder: Path, recipe: Recipe, config, metrics: dict[str, Any], samples: list[dict]) -> None:
+def write_card(folder: Path, recipe: Recipe, config, metrics: dict[str, Any], samples: list[dict],
+               second=None) -> None:
     from .corpora import SOURCES
 
     src_lines = "\n".join(f"- **{name}** (Debian package `{SOURCES[name].package}`): {SOURCES[name].description} "
@@ -235,8 +265,8 @@ python -m finetune.builtin {recipe.language}
 ```
 
 Settings: tokenizer trained on the corpus (byte-level BPE), `--base scratch --config small`,
-{config.epochs:g} epochs, batch {config.batch_size}, max length {config.max_length}, learning rate
-{config.learning_rate:g}, eval share {config.eval_ratio:g}, seed {config.seed}.
+{config.epochs:g} epochs{f" (at most {config.max_steps} steps)" if config.max_steps else ""}, batch {config.batch_size}, max length {config.max_length}, learning rate
+{config.learning_rate:g}, eval share {config.eval_ratio:g}, seed {config.seed}.{_second_stage(second)}
 Trained in {m['train_seconds'] / 60:.1f} min ({m['steps']} steps, {m['tokens_trained']:,} tokens,
 {m['precision']}) on {m['hardware']}.
 
@@ -258,6 +288,15 @@ Trained in {m['train_seconds'] / 60:.1f} min ({m['steps']} steps, {m['tokens_tra
     (folder / "README.md").write_text(card, encoding="utf-8")
 
 
+def _second_stage(second) -> str:
+    if second is None:
+        return ""
+    return (f"\nThen, from that model: {second.max_steps} more steps, batch {second.batch_size}, max length "
+            f"{second.max_length}, learning rate {second.learning_rate:g}, with keyword insertion on "
+            f"{second.insert_keywords:.0%} of the examples (1-3 keywords of other rows put into the text and "
+            f"the keywords), which teaches the model to write the keywords it is given.")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m finetune.builtin", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -267,12 +306,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs", type=float, help="override the recipe's epochs")
     parser.add_argument("--max-steps", type=int, default=0, help="stop after N steps (for quick checks)")
     parser.add_argument("--novelty-prompts", type=int, default=100, help="prompts generated to measure novelty")
+    parser.add_argument("--stage1", type=Path, help="a first-stage model to continue from (skips the first stage)")
     args = parser.parse_args(argv)
     recipe = RECIPES[args.language]
     out = args.out or ROOT / "assets" / "models" / recipe.name
     work = args.work or ROOT / "runs" / f"builtin-{args.language}"
     metrics = build(args.language, out, work, epochs=args.epochs, max_steps=args.max_steps,
-                    n_novelty=args.novelty_prompts)
+                    n_novelty=args.novelty_prompts, stage1=args.stage1)
     print(json.dumps(metrics, ensure_ascii=False, indent=2))
     return 0
 

@@ -17,6 +17,12 @@ Keyword augmentation. Each time a row is used it gets k ~ uniform{0..n} of its n
 drawn without replacement in random order, from an RNG keyed by (seed, epoch, index): the
 same run sees the same subsets, whatever the worker or resume point, and a model learns
 to write from any subset of keywords, including none, in any order.
+
+Keyword insertion (``insert_keywords``, off by default). A share of the training examples
+also borrows 1-3 keywords of *other* rows: each is put into the text at a word boundary and
+added to the prompt's keywords. A corpus's own keywords mostly follow from its text; a
+borrowed one can only be written by reading the prompt, which teaches the model to write
+the keywords it is given (what generation's keyword modes ask of it). Same RNG keying.
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from textgen.lang import has_cjk
 from textgen.prompt import PromptFormat, encode_example
 
 IGNORE_INDEX = -100  # label of tokens the loss skips (torch's cross_entropy default)
@@ -73,10 +80,16 @@ class ExampleDataset(Dataset):
 
     def __init__(self, rows: Sequence[Any], tokenizer, fmt: PromptFormat, max_length: int, *,
                  augment: bool, seed: int = 0, train_on_prompt: bool = False,
-                 overlap: int | None = None) -> None:
+                 overlap: int | None = None, insert_keywords: float = 0.0) -> None:
         self.rows, self.tokenizer, self.fmt = list(rows), tokenizer, fmt
         self.max_length, self.augment, self.seed = max_length, augment, seed
         self.train_on_prompt = train_on_prompt
+        self.insert_keywords = insert_keywords if augment else 0.0
+        self._pool: list[str] = []  # the corpus's keywords: what a row may borrow
+        if self.insert_keywords > 0:
+            self._pool = sorted({k for r in self.rows for k in r.keywords})
+        self._word_ids: dict[str, list[int]] = {}  # borrowed keyword → its tokens in a text
+        self._token_text: dict[int, str] = {}
         self.epoch = 0
         self.prompts: list[list[int]] = []  # full-keyword prompt of each row
         self.bodies: list[list[int]] = []  # text tokens of each row, [EOS] included
@@ -115,21 +128,77 @@ class ExampleDataset(Dataset):
         w = self.windows[index]
         row = self.rows[w.row]
         prompt = self.prompts[w.row]
-        shown = w.end - w.context
-        if self.augment and row.keywords:
-            drawn = self._prompt(row.title, self.draw_keywords(row.keywords, index))
-            if len(drawn) + shown <= self.max_length:  # BPE merges could, in theory, make it longer
-                prompt = drawn
         body = self.bodies[w.row]
+        context, text = body[w.context:w.start], body[w.start:w.end]
+        keywords = self.draw_keywords(row.keywords, index) if self.augment and row.keywords else None
+        borrowed = self.borrow_keywords(row.keywords, index)
+        if borrowed:
+            text, placed = self._insert(text, borrowed, self._rng(index, salt=2))
+            keywords = (keywords or []) + placed
+            random.Random(self._key(index, salt=3)).shuffle(keywords)
+        if keywords is not None:
+            drawn = self._prompt(row.title, keywords)
+            if len(drawn) + len(context) + len(text) > self.max_length and borrowed:
+                text = text[:max(self.max_length - len(drawn) - len(context), 1)]  # the inserts overran
+            if len(drawn) + len(context) + len(text) <= self.max_length:  # BPE merges could, in theory, make it longer
+                prompt = drawn
         prompt_labels = list(prompt) if self.train_on_prompt else [IGNORE_INDEX] * len(prompt)
         return {
-            "input_ids": prompt + body[w.context:w.end],
-            "labels": prompt_labels + [IGNORE_INDEX] * (w.start - w.context) + body[w.start:w.end],
+            "input_ids": prompt + context + text,
+            "labels": prompt_labels + [IGNORE_INDEX] * len(context) + text,
         }
+
+    def _key(self, index: int, salt: int = 0) -> int:
+        return ((self.seed * 1_000_003 + self.epoch) * 1_000_003 + index) * 7 + salt
+
+    def _rng(self, index: int, salt: int = 0) -> random.Random:
+        return random.Random(self._key(index, salt))
+
+    def borrow_keywords(self, own: Sequence[str], index: int) -> list[str]:
+        """Keywords of other rows to insert into this example (most often none)."""
+        if not self._pool:
+            return []
+        rng = self._rng(index, salt=1)
+        if rng.random() >= self.insert_keywords:
+            return []
+        others = [k for k in rng.sample(self._pool, min(len(self._pool), 6)) if k not in own]
+        return others[:rng.randint(1, 3)]
+
+    def _insert(self, text: list[int], words: list[str], rng: random.Random) -> tuple[list[int], list[str]]:
+        """`text` with each word's tokens put at a random word boundary; the words placed."""
+        text, placed = list(text), []
+        for word in words:
+            cjk = has_cjk(word)
+            ids = self._word_ids.get(word)
+            if ids is None:
+                ids = self._word_ids[word] = self.tokenizer.encode(word if cjk else " " + word,
+                                                                   add_special_tokens=False)
+            spots = [j for j in range(len(text) + 1) if self._boundary(text, j, cjk)]
+            if not ids or not spots:
+                continue
+            at = rng.choice(spots)
+            text[at:at] = ids
+            placed.append(word)
+        return text, placed
+
+    def _boundary(self, text: list[int], j: int, cjk: bool) -> bool:
+        """Whether a word may go in before text[j]: before a token that starts a word (Latin),
+        or between two whole characters (CJK; byte tokens of a split character are not)."""
+        after = self._text(text[j]) if j < len(text) else " "
+        if not cjk:
+            return after[:1].isspace()
+        before = self._text(text[j - 1]) if j > 0 else ""
+        return "\ufffd" not in after and "\ufffd" not in before and not after.startswith("##")
+
+    def _text(self, tid: int) -> str:
+        text = self._token_text.get(tid)
+        if text is None:
+            text = self._token_text[tid] = self.tokenizer.decode([tid])
+        return text
 
     def draw_keywords(self, keywords: Sequence[str], index: int) -> list[str]:
         """k ~ uniform{0..n} of the keywords, in random order; fixed by (seed, epoch, index)."""
-        rng = random.Random((self.seed * 1_000_003 + self.epoch) * 1_000_003 + index)
+        rng = random.Random((self.seed * 1_000_003 + self.epoch) * 1_000_003 + index)  # as before insertion
         return rng.sample(list(keywords), rng.randint(0, len(keywords)))
 
     def _prompt(self, title: str, keywords: list[str]) -> list[int]:

@@ -43,7 +43,7 @@ WARMUP = 0.05  # share of steps with a linear learning-rate warmup
 _REVISION = re.compile(r"[\w.\-/]{1,128}")
 # Settings a resumed run must share with the run it continues (the rest may change).
 RESUME_FIELDS = ("base", "revision", "config", "method", "last_n", "lora_r", "lora_alpha", "max_length",
-                 "batch_size", "eval_ratio", "seed", "keywords", "train_on_prompt")
+                 "batch_size", "eval_ratio", "seed", "keywords", "train_on_prompt", "insert_keywords")
 
 
 def _spec(default: Any = None, help: str = "", *, low: float | None = None, high: float | None = None,
@@ -88,6 +88,9 @@ class TrainConfig:
                                     "auto: always extract keywords from the text", choices=("column", "auto"))
     resume: bool = _spec(False, "continue from the last complete checkpoint of an interrupted run")
     train_on_prompt: bool = _spec(False, "also train on the title and keywords, not only on the text")
+    insert_keywords: float = _spec(0.0, "share of training examples that also get 1-3 keywords of other rows, "
+                                        "put into the text and the keywords: teaches the model to write "
+                                        "the keywords it is given", low=0.0, high=1.0)
     eval_steps: int = _spec(0, "evaluate every N steps (0: every 10% of the run)", low=0, high=10**7)
     save_steps: int = _spec(0, "checkpoint every N steps (0: at every evaluation)", low=0, high=10**7)
     samples: int = _spec(2, "sample texts generated at each evaluation", low=0, high=8)
@@ -409,7 +412,9 @@ def _prepare_run(run, config: TrainConfig, out: Path, is_main: bool, notes: list
         raise OutputError(f"out: {run.path} exists but textgen did not create it; move it away "
                           "or choose another --out")
     elif config.resume:
-        changed = [k for k, v in settings.items() if run.settings().get(k) != v]
+        before = run.settings()
+        defaults = {f.name: f.default for f in fields(TrainConfig)}  # runs from before a field existed
+        changed = [k for k, v in settings.items() if before.get(k, defaults.get(k)) != v]
         if changed:
             raise OutputError(f"resume: the interrupted run in {run.path} used other settings "
                               f"({', '.join(changed)}); use the same ones, or delete that folder to start over")
@@ -560,7 +565,8 @@ def _prepare(config: TrainConfig, base, report, train_rows, eval_rows, notes: li
     model, method = apply_method(loaded.model, config.method, last_n=config.last_n, new_token_ids=added,
                                  lora_r=config.lora_r, lora_alpha=config.lora_alpha)
     common = dict(train_on_prompt=config.train_on_prompt, seed=config.seed)
-    train_ds = ExampleDataset(train_rows, tokenizer, fmt, max_length, augment=True, **common)
+    train_ds = ExampleDataset(train_rows, tokenizer, fmt, max_length, augment=True,
+                              insert_keywords=config.insert_keywords, **common)
     eval_ds = ExampleDataset(eval_rows, tokenizer, fmt, max_length, augment=False, **common)
     if len(train_ds) == 0:
         raise DataError(f"not enough text to train on: every row's title and keywords fill "

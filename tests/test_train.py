@@ -459,3 +459,53 @@ def test_two_process_ddp_run(tmp_path, bpe_model_dir):
     assert_loads(out)
     training = json.loads((out / "training.json").read_text())["result"]
     assert training["world_size"] == 2 and training["global_step"] == 4
+
+
+def test_keyword_insertion_borrows_other_rows_keywords_into_text_and_prompt(bpe_model_dir):
+    tok, fmt = _tokenizer(bpe_model_dir), PromptFormat()
+    rows = [Row("Storm", ["storm", "sea"], STORY.strip()), Row("Night", ["moon", "lightning"], STORY.strip()),
+            Row("Harbour", ["harbour", "boat"], STORY.strip())]
+    ds = ExampleDataset(rows, tok, fmt, 128, augment=True, seed=1, insert_keywords=1.0)
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            own = rows[ds.windows[i].row].keywords
+            item = ds[i]
+            assert len(item["input_ids"]) <= 128
+            borrowed = ds.borrow_keywords(own, i)
+            assert 1 <= len(borrowed) <= 3 and not set(borrowed) & set(own)
+            first_trained = next(j for j, label in enumerate(item["labels"]) if label != IGNORE_INDEX)
+            prompt, text = tok.decode(item["input_ids"][:first_trained]), tok.decode(item["labels"][first_trained:])
+            for word in borrowed:  # a word of its own in the trained text, and a keyword of the prompt
+                assert f" {word} " in " " + text.replace(".", " ") + " ", (word, text)
+                assert word in prompt
+            assert ds[i] == item  # reproducible for (seed, epoch, index)
+    plain = ExampleDataset(rows, tok, fmt, 128, augment=True, seed=1)
+    assert plain.borrow_keywords(["storm"], 0) == []
+    assert "harbour" not in tok.decode(plain[0]["input_ids"])  # off by default
+
+
+def test_keyword_insertion_keeps_chinese_characters_whole():
+    """Byte-level BPE splits rare characters into byte tokens: a borrowed keyword goes only
+    between whole characters, so the text decodes without replacement characters."""
+    from transformers import AutoTokenizer
+
+    from textgen.loading import BUILTIN_DIR
+
+    folder = BUILTIN_DIR / "textgen-zh"
+    if not (folder / "tokenizer.json").is_file():
+        pytest.skip("built-in Chinese model not shipped in this checkout")
+    tok = AutoTokenizer.from_pretrained(folder)
+    poem = "床前明月光，疑是地上霜。举头望明月，低头思故乡。鼯鼱䴔䴖在林间。"  # the last ones are rare
+    rows = [Row("静夜思", ["明月", "故乡"], poem), Row("春晓", ["春眠", "啼鸟"], poem),
+            Row("登高", ["鼯鼱", "落木"], poem)]
+    ds = ExampleDataset(rows, tok, PromptFormat(), 96, augment=True, seed=0, insert_keywords=1.0)
+    for epoch in range(4):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            item = ds[i]
+            first_trained = next(j for j, label in enumerate(item["labels"]) if label != IGNORE_INDEX)
+            text = tok.decode(item["labels"][first_trained:], skip_special_tokens=True)
+            assert "\ufffd" not in text
+            for word in ds.borrow_keywords(rows[ds.windows[i].row].keywords, i):
+                assert word in text and word in tok.decode(item["input_ids"][:first_trained])
