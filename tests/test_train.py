@@ -398,6 +398,8 @@ def test_publish_replaces_a_model_atomically_and_a_failed_save_changes_nothing(t
     ("eval_ratio", 0.9, "eval_ratio: must be"),
     ("resume", "yes", "resume: must be true or false"),
     ("data", " ", "data: must not be empty"),
+    ("insert_keywords", 1.5, "insert_keywords: must be"),
+    ("steps_cap", "yes", "steps_cap: must be true or false"),
 ])
 def test_config_errors_name_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):
