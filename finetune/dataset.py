@@ -133,7 +133,9 @@ class ExampleDataset(Dataset):
         keywords = self.draw_keywords(row.keywords, index) if self.augment and row.keywords else None
         borrowed = self.borrow_keywords(row.keywords, index)
         if borrowed:
-            text, placed = self._insert(text, borrowed, self._rng(index, salt=2))
+            end = len(text) - (w.end == len(body))  # a row's last window ends with [EOS]: nothing after it
+            text, placed = self._insert(text[:end], borrowed, self._rng(index, salt=2))
+            text += body[w.start + end:w.end]
             keywords = (keywords or []) + placed
             random.Random(self._key(index, salt=3)).shuffle(keywords)
         if keywords is not None:

@@ -482,6 +482,7 @@ def test_keyword_insertion_borrows_other_rows_keywords_into_text_and_prompt(bpe_
                 assert f" {word} " in " " + text.replace(".", " ") + " ", (word, text)
                 assert word in prompt
             assert ds[i] == item  # reproducible for (seed, epoch, index)
+            assert item["input_ids"][-1] == ds.bodies[ds.windows[i].row][-1]  # [EOS] stays last
     plain = ExampleDataset(rows, tok, fmt, 128, augment=True, seed=1)
     assert plain.borrow_keywords(["storm"], 0) == []
     assert "harbour" not in tok.decode(plain[0]["input_ids"])  # off by default
