@@ -38,6 +38,7 @@ class Continued:
     max_length: int = 128  # shorter windows, more of them: the texts are short anyway
     lr: float = 2e-3
     insert_keywords: float = 1.0
+    insert_from: str = "keywords"  # or "random" (`finetune.dataset`)
 
 
 @dataclass
@@ -59,10 +60,11 @@ class Recipe:
 
 
 RECIPES = {
-    # zh: no second stage. Tried (1,800 steps as en): eval perplexity fell, but guaranteed
-    # keywords cost more fluency (benchmarks/README.md); its corpus's keywords are classical
-    # words, far from what users ask for, so borrowing them taught no copying.
-    "zh": Recipe("zh", "textgen-zh", ("fortunes-zh",), epochs=12, sample_prompts=[
+    # zh borrows made-up words: its corpus's keywords are few classical words that the model
+    # learned by heart (guaranteed keywords cost more fluency after that, benchmarks/README.md);
+    # random characters can only be copied from the prompt.
+    "zh": Recipe("zh", "textgen-zh", ("fortunes-zh",), epochs=12,
+                 continued=Continued(max_steps=1800, insert_from="random"), sample_prompts=[
         ("春夜", ["月", "花"]), ("送别", ["江", "柳", "酒"]), ("秋思", ["雁", "霜"]), ("", ["山", "水", "云"])]),
     "en": Recipe("en", "textgen-en", ("jargon", "wordnet"), epochs=1, max_steps=2000,
                  continued=Continued(max_steps=1800), sample_prompts=[
@@ -162,6 +164,7 @@ def build(language: str, out: Path, work: Path, *, epochs: float | None = None, 
         second = TrainConfig(data=str(csv_path), out=str(work / "model-continued"), base=str(stage1), method="full",
                              epochs=1000.0, max_steps=max_steps or c.max_steps, batch_size=c.batch_size,
                              max_length=c.max_length, lr=c.lr, insert_keywords=c.insert_keywords,
+                             insert_from=c.insert_from,
                              eval_ratio=recipe.eval_ratio, seed=recipe.seed, samples=2, eval_steps=10**6)
         results.append(train(second, callbacks=[TqdmProgress()]))
     result = results[-1]
@@ -307,8 +310,14 @@ def _second_stage(second) -> str:
         return ""
     return (f"\nThen, from that model: {second.max_steps} more steps, batch {second.batch_size}, max length "
             f"{second.max_length}, learning rate {second.learning_rate:g}, with keyword insertion on "
-            f"{second.insert_keywords:.0%} of the examples (1-3 keywords of other rows put into the text and "
-            f"the keywords), which teaches the model to write the keywords it is given.")
+            f"{second.insert_keywords:.0%} of the examples ({_borrowed(second.insert_from)} put into the text "
+            f"and the keywords), which teaches the model to write the keywords it is given.")
+
+
+def _borrowed(insert_from: str) -> str:
+    if insert_from == "random":
+        return "1-3 random words: for Chinese, made up of 2-3 random characters of the corpus"
+    return "1-3 keywords of other rows"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

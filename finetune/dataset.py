@@ -23,10 +23,15 @@ also borrows 1-3 keywords of *other* rows: each is put into the text at a word b
 added to the prompt's keywords. A corpus's own keywords mostly follow from its text; a
 borrowed one can only be written by reading the prompt, which teaches the model to write
 the keywords it is given (what generation's keyword modes ask of it). Same RNG keying.
+With ``insert_from="random"`` the borrowed words are random instead: Latin words of the
+corpus's texts, or made-up words of 2-3 of its characters. A corpus whose keywords are few
+or alike (a poetry corpus's classical words) lets a model learn the keywords themselves; a
+random word can only be predicted by copying it from the prompt.
 """
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +46,9 @@ from textgen.prompt import PromptFormat, encode_example
 IGNORE_INDEX = -100  # label of tokens the loss skips (torch's cross_entropy default)
 MIN_TEXT_TOKENS = 16  # a prompt must leave at least this many tokens of a window for text
 PROMPT_TOO_LONG = "title and keywords leave no room for text within max_length"
+INSERT_FROM = ("keywords", "random")  # where borrowed words come from: other rows' keywords, random words
+RANDOM_MIN_COUNT = 2  # a text word or character seen fewer times may be a typo: never borrowed
+_LATIN_WORD = re.compile(r"[^\W\d_]{3,12}")
 
 
 @dataclass(frozen=True)
@@ -80,14 +88,22 @@ class ExampleDataset(Dataset):
 
     def __init__(self, rows: Sequence[Any], tokenizer, fmt: PromptFormat, max_length: int, *,
                  augment: bool, seed: int = 0, train_on_prompt: bool = False,
-                 overlap: int | None = None, insert_keywords: float = 0.0) -> None:
+                 overlap: int | None = None, insert_keywords: float = 0.0,
+                 insert_from: str = "keywords") -> None:
         self.rows, self.tokenizer, self.fmt = list(rows), tokenizer, fmt
         self.max_length, self.augment, self.seed = max_length, augment, seed
         self.train_on_prompt = train_on_prompt
         self.insert_keywords = insert_keywords if augment else 0.0
+        if insert_from not in INSERT_FROM:
+            raise ValueError(f"insert_from: must be one of {', '.join(INSERT_FROM)}, got {insert_from!r}")
+        self.insert_from = insert_from
         self._pool: list[str] = []  # the corpus's keywords: what a row may borrow
-        if self.insert_keywords > 0:
+        self._latin: list[str] = []  # with insert_from="random": words of the texts ...
+        self._hanzi: list[str] = []  # ... and CJK characters of the texts
+        if self.insert_keywords > 0 and insert_from == "keywords":
             self._pool = sorted({k for r in self.rows for k in r.keywords})
+        elif self.insert_keywords > 0:
+            self._latin, self._hanzi = _random_pools(r.text for r in self.rows)
         self._word_ids: dict[str, list[int]] = {}  # borrowed keyword → its tokens in a text
         self._token_text: dict[int, str] = {}
         self.epoch = 0
@@ -157,14 +173,23 @@ class ExampleDataset(Dataset):
         return random.Random(self._key(index, salt))
 
     def borrow_keywords(self, own: Sequence[str], index: int) -> list[str]:
-        """Keywords of other rows to insert into this example (most often none)."""
-        if not self._pool:
+        """Words to insert into example `index` (none unless insertion is on): 1-3 keywords
+        of other rows, or random words in the language of the example's row."""
+        if not (self._pool or self._latin or self._hanzi):
             return []
         rng = self._rng(index, salt=1)
         if rng.random() >= self.insert_keywords:
             return []
-        others = [k for k in rng.sample(self._pool, min(len(self._pool), 6)) if k not in own]
-        return others[:rng.randint(1, 3)]
+        if self.insert_from == "keywords":
+            others = [k for k in rng.sample(self._pool, min(len(self._pool), 6)) if k not in own]
+            return others[:rng.randint(1, 3)]
+        count = rng.randint(1, 3)
+        chinese = bool(self._hanzi) and (has_cjk(self.rows[self.windows[index].row].text) or not self._latin)
+        if chinese:  # made-up words, every character as likely: only the prompt tells which
+            words = ["".join(rng.choices(self._hanzi, k=rng.randint(2, 3))) for _ in range(count + 3)]
+        else:
+            words = rng.sample(self._latin, min(len(self._latin), count + 3))
+        return [w for w in words if w not in own][:count]
 
     def _insert(self, text: list[int], words: list[str], rng: random.Random) -> tuple[list[int], list[str]]:
         """`text` with each word's tokens put at a random word boundary; the words placed."""
@@ -215,6 +240,18 @@ class ExampleDataset(Dataset):
     def text_tokens(self) -> int:
         """Text tokens trained per epoch (each once, whatever the windows)."""
         return sum(w.end - w.start for w in self.windows)
+
+
+def _random_pools(texts) -> tuple[list[str], list[str]]:
+    """(Latin words, CJK characters) seen at least RANDOM_MIN_COUNT times in the texts."""
+    words: Counter[str] = Counter()
+    chars: Counter[str] = Counter()
+    for text in texts:
+        words.update(w.lower() for w in _LATIN_WORD.findall(text) if not has_cjk(w))
+        chars.update(c for c in text if has_cjk(c))
+    def keep(counts):
+        return sorted(k for k, n in counts.items() if n >= RANDOM_MIN_COUNT)
+    return keep(words), keep(chars)
 
 
 @dataclass

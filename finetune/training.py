@@ -43,7 +43,8 @@ WARMUP = 0.05  # share of steps with a linear learning-rate warmup
 _REVISION = re.compile(r"[\w.\-/]{1,128}")
 # Settings a resumed run must share with the run it continues (the rest may change).
 RESUME_FIELDS = ("base", "revision", "config", "method", "last_n", "lora_r", "lora_alpha", "max_length",
-                 "batch_size", "eval_ratio", "seed", "keywords", "train_on_prompt", "insert_keywords")
+                 "batch_size", "eval_ratio", "seed", "keywords", "train_on_prompt", "insert_keywords",
+                 "insert_from")
 
 
 def _spec(default: Any = None, help: str = "", *, low: float | None = None, high: float | None = None,
@@ -91,6 +92,9 @@ class TrainConfig:
     insert_keywords: float = _spec(0.0, "share of training examples that also get 1-3 keywords of other rows, "
                                         "put into the text and the keywords: teaches the model to write "
                                         "the keywords it is given", low=0.0, high=1.0)
+    insert_from: str = _spec("keywords", "what --insert-keywords borrows: keywords (other rows' keywords) or "
+                                         "random (random words of the texts; for Chinese, made-up words of "
+                                         "2-3 of its characters)", choices=("keywords", "random"))
     eval_steps: int = _spec(0, "evaluate every N steps (0: every 10% of the run)", low=0, high=10**7)
     save_steps: int = _spec(0, "checkpoint every N steps (0: at every evaluation)", low=0, high=10**7)
     samples: int = _spec(2, "sample texts generated at each evaluation", low=0, high=8)
@@ -566,7 +570,8 @@ def _prepare(config: TrainConfig, base, report, train_rows, eval_rows, notes: li
                                  lora_r=config.lora_r, lora_alpha=config.lora_alpha)
     common = dict(train_on_prompt=config.train_on_prompt, seed=config.seed)
     train_ds = ExampleDataset(train_rows, tokenizer, fmt, max_length, augment=True,
-                              insert_keywords=config.insert_keywords, **common)
+                              insert_keywords=config.insert_keywords, insert_from=config.insert_from,
+                              **common)
     eval_ds = ExampleDataset(eval_rows, tokenizer, fmt, max_length, augment=False, **common)
     if len(train_ds) == 0:
         raise DataError(f"not enough text to train on: every row's title and keywords fill "

@@ -9,6 +9,7 @@ import csv
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -400,6 +401,7 @@ def test_publish_replaces_a_model_atomically_and_a_failed_save_changes_nothing(t
     ("data", " ", "data: must not be empty"),
     ("insert_keywords", 1.5, "insert_keywords: must be"),
     ("steps_cap", "yes", "steps_cap: must be true or false"),
+    ("insert_from", "dictionary", "insert_from: must be one of keywords, random"),
 ])
 def test_config_errors_name_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):
@@ -486,6 +488,63 @@ def test_keyword_insertion_borrows_other_rows_keywords_into_text_and_prompt(bpe_
     plain = ExampleDataset(rows, tok, fmt, 128, augment=True, seed=1)
     assert plain.borrow_keywords(["storm"], 0) == []
     assert "harbour" not in tok.decode(plain[0]["input_ids"])  # off by default
+
+
+def test_random_insertion_borrows_words_of_the_texts_not_keywords(bpe_model_dir):
+    tok, fmt = _tokenizer(bpe_model_dir), PromptFormat()
+    rows = [Row("Storm", ["storm", "sea"], STORY.strip()), Row("Night", ["moon", "lightning"], STORY.strip())]
+    ds = ExampleDataset(rows, tok, fmt, 128, augment=True, seed=3, insert_keywords=1.0, insert_from="random")
+    vocabulary = set(re.findall(r"[a-z]{3,}", STORY.lower()))
+    seen = set()
+    for epoch in range(4):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            own = rows[ds.windows[i].row].keywords
+            borrowed = ds.borrow_keywords(own, i)
+            assert 1 <= len(borrowed) <= 3 and not set(borrowed) & set(own)
+            assert set(borrowed) <= vocabulary, borrowed  # words the texts use (twice or more)
+            item = ds[i]
+            first_trained = next(j for j, label in enumerate(item["labels"]) if label != IGNORE_INDEX)
+            prompt = tok.decode(item["input_ids"][:first_trained])
+            assert all(word in prompt.split("[SEP]")[1] for word in borrowed)  # among the keywords
+            assert ds[i] == item
+            seen.update(borrowed)
+    assert len(seen) > 4  # not a fixed few
+    with pytest.raises(ValueError, match="insert_from: must be one of"):
+        ExampleDataset(rows, tok, fmt, 128, augment=True, insert_keywords=1.0, insert_from="dictionary")
+
+
+def test_random_insertion_makes_up_chinese_words_from_the_corpus_characters():
+    """Chinese rows borrow made-up words of 2-3 characters the corpus uses: no pool of words
+    to learn by heart, only the prompt to copy from."""
+    from transformers import AutoTokenizer
+
+    from textgen.loading import BUILTIN_DIR
+
+    folder = BUILTIN_DIR / "textgen-zh"
+    if not (folder / "tokenizer.json").is_file():
+        pytest.skip("built-in Chinese model not shipped in this checkout")
+    tok = AutoTokenizer.from_pretrained(folder)
+    poem = "床前明月光，疑是地上霜。举头望明月，低头思故乡。床前明月光，疑是地上霜。"
+    rows = [Row("静夜思", ["明月"], poem), Row("思乡", ["故乡"], poem + "鹤"), Row("", [], "Rain falls on the old town. Rain again.")]
+    ds = ExampleDataset(rows, tok, PromptFormat(), 96, augment=True, seed=0, insert_keywords=1.0, insert_from="random")
+    chars = {c for c in poem if "\u4e00" <= c <= "\u9fff"}  # each used twice; 鹤 once: never borrowed
+    made_up = set()
+    for epoch in range(4):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            row = rows[ds.windows[i].row]
+            item = ds[i]
+            first_trained = next(j for j, label in enumerate(item["labels"]) if label != IGNORE_INDEX)
+            text = tok.decode(item["labels"][first_trained:], skip_special_tokens=True).replace(" ", "")
+            for word in ds.borrow_keywords(row.keywords, i):
+                if row.title:
+                    assert 2 <= len(word) <= 3 and set(word) <= chars, word
+                    assert word in text
+                    made_up.add(word)
+                else:  # the English row borrows English words of the texts
+                    assert word in {"rain", "again"} or word.isascii(), word
+    assert len(made_up) > 10 and made_up - {poem[j:j + 2] for j in range(len(poem))}  # not the poem's own words
 
 
 def test_keyword_insertion_keeps_chinese_characters_whole():
