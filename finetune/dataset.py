@@ -198,8 +198,9 @@ class ExampleDataset(Dataset):
             cjk = has_cjk(word)
             ids = self._word_ids.get(word)
             if ids is None:
-                ids = self._word_ids[word] = self.tokenizer.encode(word if cjk else " " + word,
-                                                                   add_special_tokens=False)
+                ids = self.tokenizer.encode(word if cjk else " " + word, add_special_tokens=False)
+                if not (cjk and self.insert_from == "random"):  # made-up words rarely repeat: no cache
+                    self._word_ids[word] = ids
             spots = [j for j in range(len(text) + 1) if self._boundary(text, j, cjk)]
             if not ids or not spots:
                 continue
