@@ -458,7 +458,9 @@ def _load_base(config: TrainConfig, report, rows, run, is_main: bool, resuming: 
     else:
         source, name = config.base, config.base + (f"@{config.revision}" if config.revision else "")
     loaded = load(source, device="cpu", dtype="float32", revision=config.revision or None)
-    fmt = PromptFormat()
+    # A textgen model keeps the prompt format it was trained with (its version included);
+    # any other base learns the current one.
+    fmt = loaded.fmt if loaded.fmt is not None and loaded.fmt.style == "textgen" else PromptFormat()
     before = set(loaded.tokenizer.get_vocab().values())
     torch.manual_seed(config.seed)  # new embedding rows are drawn around the mean: reproducibly
     add_special_tokens(loaded.tokenizer, fmt, loaded.model)

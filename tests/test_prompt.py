@@ -1,6 +1,10 @@
 import unicodedata
 
-from textgen.prompt import PromptFormat, encode_example, encode_prompt, token_ids
+import json
+
+import pytest
+
+from textgen.prompt import FORMAT_VERSION, PromptFormat, encode_example, encode_keywords, encode_prompt, token_ids
 
 
 def _load(folder):
@@ -48,3 +52,40 @@ def test_plain_prompt_matches_language(plain_bpe_model_dir):
     fmt = PromptFormat.plain()
     assert tok.decode(encode_prompt(tok, fmt, "Storm", ["sea"])) == "Title: Storm\nKeywords: sea\n\n"
     assert tok.decode(encode_prompt(tok, fmt, "春夜", ["月", "花"])) == "标题：春夜\n关键词：月、花\n正文："
+
+
+def test_keywords_are_encoded_as_a_text_writes_them(bpe_model_dir):
+    """Format 2: each keyword's ids in the prompt are its ids in a text (Chinese alone, Latin
+    with its leading space), so a model can learn to copy them; byte-level BPE would glue the
+    joiner's space to the next keyword if the joined string were encoded (format 1)."""
+    tok, fmt = _load(bpe_model_dir)
+    assert fmt.version == FORMAT_VERSION == 2
+    keywords = ["明月", "春风", "storm", "sea"]
+    ids = encode_keywords(tok, fmt, keywords)
+    joiner = tok.encode(",", add_special_tokens=False)
+    expected = []
+    for i, kw in enumerate(keywords):
+        expected += (joiner if i else []) + tok.encode(kw if kw in ("明月", "春风") else " " + kw,
+                                                       add_special_tokens=False)
+    assert ids == expected
+    for kw in keywords[1:]:  # the whole text's ids contain each keyword's own ids
+        own = tok.encode(kw if kw in ("明月", "春风") else " " + kw, add_special_tokens=False)
+        assert any(ids[j:j + len(own)] == own for j in range(len(ids)))
+    assert tok.decode(ids) == "明月,春风, storm, sea"
+    # format 1 (models saved before) still encodes the joined string, as they were trained
+    old = PromptFormat(version=1)
+    assert encode_keywords(tok, old, keywords) == tok.encode("明月, 春风, storm, sea", add_special_tokens=False)
+    assert encode_keywords(tok, old, keywords) != ids
+
+
+def test_a_newer_format_version_is_refused(tmp_path, bpe_model_dir):
+    from textgen.loading import ModelLoadError, load
+
+    data = json.loads((bpe_model_dir / "textgen_format.json").read_text(encoding="utf-8"))
+    folder = tmp_path / "newer"
+    folder.mkdir()
+    for f in bpe_model_dir.iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    (folder / "textgen_format.json").write_text(json.dumps({**data, "version": FORMAT_VERSION + 1}), encoding="utf-8")
+    with pytest.raises(ModelLoadError, match=r"textgen_format.json: version 3 .*newer textgen"):
+        load(folder)

@@ -155,6 +155,18 @@ def test_base_without_our_format_gets_it_and_trains_the_new_token_rows(tmp_path,
     assert "added special tokens" in result.trained
 
 
+def test_a_textgen_base_keeps_its_prompt_format_version(tmp_path, bpe_model_dir):
+    """A model trained with format 1 goes on with format 1: its keywords' ids stay the ones it learned."""
+    base = tmp_path / "v1"
+    base.mkdir()
+    for f in bpe_model_dir.iterdir():
+        (base / f.name).write_bytes(f.read_bytes())
+    PromptFormat(version=1).save(base)
+    out = Path(train(config(tmp_path, base, samples=0)).output_dir)
+    assert PromptFormat.load(out) == PromptFormat(version=1) != PromptFormat()
+    assert_loads(out)
+
+
 def add_rows_reference(model_dir: Path) -> torch.Tensor:
     """The rows `add_special_tokens` gives the new tokens before any training."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

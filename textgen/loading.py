@@ -132,7 +132,10 @@ def load(source: str | Path, *, device: str | None = None, dtype: str | None = N
     dev = resolve_device(device)
     dt = resolve_dtype(dev, dtype)
     model, tokenizer = _from_pretrained(where, local, dt, revision)
-    fmt = PromptFormat.load(where) if local else _hub_format(where, revision)
+    try:
+        fmt = PromptFormat.load(where) if local else _hub_format(where, revision)
+    except ValueError as exc:  # a format version this textgen cannot read
+        raise ModelLoadError(f"model: {where}: {exc}") from None
     if fmt is None:
         fmt = PromptFormat.plain()
     _fix_bert_vocab_ids(model, tokenizer)

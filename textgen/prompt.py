@@ -4,6 +4,13 @@ A model trained by this project sees ``[BOS] title [SEP] keywords [SEP] text [EO
 Each segment is encoded on its own, so the ids of a generation prompt are, token for
 token, the prefix of the ids the model was trained on.
 
+Format version 2 encodes each keyword on its own too, as a text writes it (a Latin word with
+its leading space, Chinese without), joined by the joiner's ids. Version 1 encoded the joined
+string, where byte-level BPE glued the joiner's space to the next keyword: in Chinese "发展"
+became " \xe5" "\x8f" "展" in the prompt but "发" "展" in the text, so the model could not
+learn to copy a keyword from the prompt, the skill that makes guaranteed keywords fluent
+(benchmarks/README.md). Models keep the version they were trained with (textgen_format.json).
+
 A hub model that never saw this format gets a plain-text prompt instead
 ("Title: …\\nKeywords: …\\n\\n", or its Chinese equivalent); `PromptFormat.style` says which.
 """
@@ -14,11 +21,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .lang import detect_language
+from .lang import detect_language, has_cjk
 
 FORMAT_FILE = "textgen_format.json"
-FORMAT_VERSION = 1
-KEYWORD_JOINER = ", "
+FORMAT_VERSION = 2
+KEYWORD_JOINER = ", "  # version 1 encodes it whole; version 2 without its spaces
 MAX_TITLE_CHARS = 200
 
 _PLAIN_TEMPLATES = {
@@ -52,6 +59,10 @@ class PromptFormat:
             return None
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        version = known.get("version", 1)
+        if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+            raise ValueError(f"{FORMAT_FILE}: version {version!r} is not one this textgen reads "
+                             f"(1 to {FORMAT_VERSION}); a newer textgen saved this model")
         return cls(**known)
 
     @classmethod
@@ -129,7 +140,20 @@ def encode_prompt(tokenizer, fmt: PromptFormat, title: str, keywords: Sequence[s
         return _encode(tokenizer, template.format(title=title, keywords=joiner.join(keywords)))
     ids = token_ids(tokenizer, fmt)
     return ([ids["bos"]] + _encode(tokenizer, title) + [ids["sep"]]
-            + _encode(tokenizer, fmt.keyword_joiner.join(keywords)) + [ids["sep"]])
+            + encode_keywords(tokenizer, fmt, keywords) + [ids["sep"]])
+
+
+def encode_keywords(tokenizer, fmt: PromptFormat, keywords: Sequence[str]) -> list[int]:
+    """Ids of the keywords segment (see the module's note on format versions)."""
+    if fmt.version < 2:
+        return _encode(tokenizer, fmt.keyword_joiner.join(keywords))
+    joiner = _encode(tokenizer, fmt.keyword_joiner.strip())
+    out: list[int] = []
+    for i, keyword in enumerate(keywords):
+        if i:
+            out += joiner
+        out += _encode(tokenizer, keyword if has_cjk(keyword) else " " + keyword)
+    return out
 
 
 def encode_example(tokenizer, fmt: PromptFormat, title: str, keywords: Sequence[str],
