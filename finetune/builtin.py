@@ -55,6 +55,8 @@ class Recipe:
     eval_ratio: float = 0.05
     seed: int = 0
     max_steps: int = 0  # a cap that keeps a rebuild within a developer session on 2 CPU cores
+    insert_keywords: float = 0.0  # keyword insertion in the first stage too (`TrainConfig`)
+    insert_from: str = "keywords"
     sample_prompts: list[tuple[str, list[str]]] = field(default_factory=list)
     continued: Continued | None = None
 
@@ -147,7 +149,8 @@ def build(language: str, out: Path, work: Path, *, epochs: float | None = None, 
     config = TrainConfig(data=str(csv_path), out=str(work / "model"), base="scratch", config="small",
                          method="full", epochs=epochs or recipe.epochs, max_steps=max_steps or recipe.max_steps,
                          batch_size=recipe.batch_size, max_length=recipe.max_length, lr=recipe.lr,
-                         eval_ratio=recipe.eval_ratio, seed=recipe.seed, samples=2)
+                         eval_ratio=recipe.eval_ratio, seed=recipe.seed, samples=2,
+                         insert_keywords=recipe.insert_keywords, insert_from=recipe.insert_from)
     from .cli import TqdmProgress  # the CLI's progress bar
 
     results, stages = [], []
@@ -276,7 +279,7 @@ python -m finetune.builtin {recipe.language}
 
 Settings: tokenizer trained on the corpus (byte-level BPE), `--base scratch --config small`,
 {f"{config.max_steps} steps" if config.max_steps else f"{config.epochs:g} epochs"}, batch {config.batch_size}, max length {config.max_length}, learning rate
-{config.learning_rate:g}, eval share {config.eval_ratio:g}, seed {config.seed}.{_second_stage(second)}
+{config.learning_rate:g}, eval share {config.eval_ratio:g}, seed {config.seed}.{_first_insertion(config)}{_second_stage(second)}
 Trained in {m['train_seconds'] / 60:.1f} min ({m['steps']} steps, {m['tokens_trained']:,} tokens{_by_stage(m)},
 {m['precision']}) on {m['hardware']}.
 
@@ -303,6 +306,13 @@ def _by_stage(m: dict[str, Any]) -> str:
     if len(stages) < 2:
         return ""
     return "; by stage: " + ", ".join(f"{x['steps']} steps in {x['seconds'] / 60:.1f} min" for x in stages)
+
+
+def _first_insertion(config) -> str:
+    if not getattr(config, "insert_keywords", 0):
+        return ""
+    return (f" Keyword insertion on {config.insert_keywords:.0%} of the examples ({_borrowed(config.insert_from)} "
+            "put into the text and the keywords), which teaches the model to copy the keywords it is given.")
 
 
 def _second_stage(second) -> str:
