@@ -311,7 +311,7 @@ def _by_stage(m: dict[str, Any]) -> str:
 
 
 def _first_insertion(config) -> str:
-    if not getattr(config, "insert_keywords", 0):
+    if not config.insert_keywords:
         return ""
     return (f" Keyword insertion on {config.insert_keywords:.0%} of the examples ({_borrowed(config.insert_from)} "
             "put into the text and the keywords), which teaches the model to copy the keywords it is given.")

@@ -61,8 +61,9 @@ class PromptFormat:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         version = known.get("version", 1)
         if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+            newer = "; a newer textgen saved this model" if isinstance(version, int) and version > 1 else ""
             raise ValueError(f"{FORMAT_FILE}: version {version!r} is not one this textgen reads "
-                             f"(1 to {FORMAT_VERSION}); a newer textgen saved this model")
+                             f"(1 to {FORMAT_VERSION}){newer}")
         return cls(**known)
 
     @classmethod
