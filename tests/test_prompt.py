@@ -92,8 +92,6 @@ def test_a_newer_format_version_is_refused(tmp_path, bpe_model_dir):
 
 
 def test_a_malformed_format_version_is_refused_without_blaming_a_newer_textgen(tmp_path):
-    import pytest
-
     for bad in (0, "2"):
         (tmp_path / "textgen_format.json").write_text(json.dumps({"style": "textgen", "version": bad}), encoding="utf-8")
         with pytest.raises(ValueError, match=r"textgen_format.json: version .* is not one this textgen reads") as err:
