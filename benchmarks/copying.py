@@ -38,21 +38,21 @@ class Costs:
 
 
 def insert_words(text: str, words: list[str], rng: random.Random, cjk: bool) -> tuple[str, list[tuple[int, int]]]:
-    """`text` with each word put at a random boundary; the words' (start, end) character spans."""
-    for word in words:
-        if cjk:
-            spots = [i for i in range(len(text) + 1) if i == 0 or not text[i - 1].isspace()]
-            piece = word
-        else:
-            spots = [i for i, ch in enumerate(text) if ch == " "] + [len(text)]
-            piece = " " + word
-        at = rng.choice(spots)
-        text = text[:at] + piece + text[at:]
-    spans = []
-    for word in words:
-        start = text.find(word)
-        spans.append((start, start + len(word)))
-    return text, spans
+    """`text` with each word put at a random boundary of the original text (so that no word
+    lands inside another); the words' (start, end) character spans in the result."""
+    if cjk:
+        spots = [i for i in range(len(text) + 1) if i == 0 or not text[i - 1].isspace()]
+    else:
+        spots = [i for i, ch in enumerate(text) if ch == " "] + [len(text)]
+    placed = sorted((rng.choice(spots), n) for n in range(len(words)))
+    out, spans, done = [], [None] * len(words), 0
+    for at, n in placed:
+        out.append(text[done:at])
+        start = sum(map(len, out)) + (not cjk)  # Latin words go in with a leading space
+        out.append(words[n] if cjk else " " + words[n])
+        spans[n], done = (start, start + len(words[n])), at
+    out.append(text[done:])
+    return "".join(out), spans
 
 
 def keyword_costs(loaded, title: str, keywords: list[str], text: str, spans, with_keywords: bool, costs: Costs) -> None:
