@@ -49,6 +49,7 @@ class Recipe:
     name: str
     sources: tuple[str, ...]
     epochs: float
+    preset: str = "small"  # `finetune.scratch.PRESETS`
     batch_size: int = 16
     max_length: int = 256
     lr: float = 1e-3
@@ -57,6 +58,8 @@ class Recipe:
     max_steps: int = 0  # a cap that keeps a rebuild within a developer session on 2 CPU cores
     insert_keywords: float = 0.0  # keyword insertion in the first stage too (`TrainConfig`)
     insert_from: str = "keywords"
+    insert_words: str = ""  # with insert_from="words": a `finetune.corpora.WORD_LISTS` name ...
+    insert_words_top: int = 20000  # ... and how many of its most frequent words to borrow
     sample_prompts: list[tuple[str, list[str]]] = field(default_factory=list)
     continued: Continued | None = None
 
@@ -133,8 +136,11 @@ def folder_bytes(folder: Path) -> int:
 
 
 def build(language: str, out: Path, work: Path, *, epochs: float | None = None, max_steps: int = 0,
-          n_novelty: int = 100, stage1: Path | None = None) -> dict[str, Any]:
-    """Train (both stages, or the second from `stage1`, a first-stage model), measure, publish."""
+          n_novelty: int = 100, stage1: Path | None = None, corpus: Path | None = None,
+          words: Path | None = None) -> dict[str, Any]:
+    """Train (both stages, or the second from `stage1`, a first-stage model), measure, publish.
+    `corpus`, `words`: a corpus CSV and a word list that an earlier build wrote, for a machine
+    without the Debian packages."""
     from textgen import Generator
 
     from . import corpora
@@ -145,14 +151,26 @@ def build(language: str, out: Path, work: Path, *, epochs: float | None = None, 
     work.mkdir(parents=True, exist_ok=True)
     started = time.time()
     csv_path = work / "corpus.csv"
-    rows_written, chars = corpora.write_csv(corpora.build(language, sources=recipe.sources), csv_path)
+    if corpus is None:
+        rows_written, chars = corpora.write_csv(corpora.build(language, sources=recipe.sources), csv_path)
+    else:
+        shutil.copyfile(corpus, csv_path)
+        prebuilt, _ = load_corpus(csv_path)
+        rows_written, chars = len(prebuilt), sum(len(r.text) for r in prebuilt)
     print(f"corpus: {rows_written} rows, {chars:,} characters → {csv_path}", file=sys.stderr)
+    words_path = work / "words.txt"
+    if words is not None:
+        shutil.copyfile(words, words_path)
+    elif recipe.insert_words:
+        listed = corpora.build_words(recipe.insert_words, recipe.insert_words_top)
+        words_path.write_text("\n".join(listed) + "\n", encoding="utf-8")
 
-    config = TrainConfig(data=str(csv_path), out=str(work / "model"), base="scratch", config="small",
+    config = TrainConfig(data=str(csv_path), out=str(work / "model"), base="scratch", config=recipe.preset,
                          method="full", epochs=epochs or recipe.epochs, max_steps=max_steps or recipe.max_steps,
                          batch_size=recipe.batch_size, max_length=recipe.max_length, lr=recipe.lr,
                          eval_ratio=recipe.eval_ratio, seed=recipe.seed, samples=2,
-                         insert_keywords=recipe.insert_keywords, insert_from=recipe.insert_from)
+                         insert_keywords=recipe.insert_keywords, insert_from=recipe.insert_from,
+                         insert_words=str(words_path) if recipe.insert_from == "words" else "")
     from .cli import TqdmProgress  # the CLI's progress bar
 
     results, stages = [], []
@@ -169,7 +187,7 @@ def build(language: str, out: Path, work: Path, *, epochs: float | None = None, 
         second = TrainConfig(data=str(csv_path), out=str(work / "model-continued"), base=str(stage1), method="full",
                              epochs=1000.0, max_steps=max_steps or c.max_steps, batch_size=c.batch_size,
                              max_length=c.max_length, lr=c.lr, insert_keywords=c.insert_keywords,
-                             insert_from=c.insert_from,
+                             insert_from=c.insert_from, insert_words=str(words_path) if c.insert_from == "words" else "",
                              eval_ratio=recipe.eval_ratio, seed=recipe.seed, samples=2, eval_steps=10**6)
         results.append(train(second, callbacks=[TqdmProgress()]))
     result = results[-1]
@@ -237,15 +255,28 @@ def _hardware() -> str:
                 break
     except OSError:
         pass
-    return f"{os.cpu_count()} cores, {cpu}, {platform.system()}"
+    gpu = ""
+    try:
+        import torch
+
+        if torch.cuda.is_available():  # training ran there (device "auto")
+            gpu = f"1 {torch.cuda.get_device_name(0)} GPU, "
+    except ImportError:
+        pass
+    return f"{gpu}{os.cpu_count()} cores, {cpu}, {platform.system()}"
 
 
 def write_card(folder: Path, recipe: Recipe, config, metrics: dict[str, Any], samples: list[dict],
                second=None) -> None:
-    from .corpora import SOURCES
+    from .corpora import SOURCES, WORD_LISTS
 
     src_lines = "\n".join(f"- **{name}** (Debian package `{SOURCES[name].package}`): {SOURCES[name].description} "
                           f"Licence: {SOURCES[name].licence}." for name in recipe.sources)
+    words = WORD_LISTS.get(recipe.insert_words) if recipe.insert_from == "words" else None
+    if words:
+        src_lines += (f"\n- Word list for keyword insertion: **{recipe.insert_words}** (Debian package "
+                      f"`{words.package}`), its {recipe.insert_words_top:,} most frequent words of 2-4 "
+                      f"characters: {words.description} Licence: {words.licence}. Words only, no text.")
     table = "\n".join(
         f"| {s['title'] or '(none)'} | {', '.join(s['keywords'])} | {s['mode']} | "
         f"{s['text'][:160].replace(chr(10), ' / ').replace('|', '¦')} | {', '.join(s['missing']) or '—'} |"
@@ -279,7 +310,7 @@ from the installed packages at training time and is not shipped.
 python -m finetune.builtin {recipe.language}
 ```
 
-Settings: tokenizer trained on the corpus (byte-level BPE), `--base scratch --config small`,
+Settings: tokenizer trained on the corpus (byte-level BPE), `--base scratch --config {recipe.preset}`,
 {f"{config.max_steps} steps" if config.max_steps else f"{config.epochs:g} epochs"}, batch {config.batch_size}, max length {config.max_length}, learning rate
 {config.learning_rate:g}, eval share {config.eval_ratio:g}, seed {config.seed}.{_first_insertion(config)}{_second_stage(second)}
 Trained in {m['train_seconds'] / 60:.1f} min ({m['steps']} steps, {m['tokens_trained']:,} tokens{_by_stage(m)},
@@ -327,6 +358,8 @@ def _second_stage(second) -> str:
 
 
 def _borrowed(insert_from: str) -> str:
+    if insert_from == "words":
+        return "1-3 words of the word list below"
     if insert_from == "random":
         return "1-3 random words: for Chinese, made up of 2-3 random characters of the corpus"
     return "1-3 keywords of other rows"
@@ -341,13 +374,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs", type=float, help="override the recipe's epochs")
     parser.add_argument("--max-steps", type=int, default=0, help="stop after N steps (for quick checks)")
     parser.add_argument("--novelty-prompts", type=int, default=100, help="prompts generated to measure novelty")
+    parser.add_argument("--corpus", type=Path, help="a corpus CSV written by an earlier build (work folder's "
+                        "corpus.csv), instead of building it from the Debian packages")
+    parser.add_argument("--words", type=Path, help="a word list written by an earlier build (work folder's "
+                        "words.txt), instead of reading it from its Debian package")
     parser.add_argument("--stage1", type=Path, help="a first-stage model to continue from (skips the first stage)")
     args = parser.parse_args(argv)
     recipe = RECIPES[args.language]
     out = args.out or ROOT / "assets" / "models" / recipe.name
     work = args.work or ROOT / "runs" / f"builtin-{args.language}"
     metrics = build(args.language, out, work, epochs=args.epochs, max_steps=args.max_steps,
-                    n_novelty=args.novelty_prompts, stage1=args.stage1)
+                    n_novelty=args.novelty_prompts, stage1=args.stage1, corpus=args.corpus,
+                    words=args.words)
     print(json.dumps(metrics, ensure_ascii=False, indent=2))
     return 0
 

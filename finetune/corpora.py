@@ -398,6 +398,43 @@ _PARSERS: dict[str, Callable[..., list[Row]]] = {
 }
 
 
+# ---------------------------------------------------------------------------------------------
+# Word lists: vocabulary to insert while training (`TrainConfig.insert_words`), not corpora
+# ---------------------------------------------------------------------------------------------
+
+WORD_LISTS: dict[str, Source] = {
+    "pinyin-simp": Source(
+        language="zh",
+        package="rime-data-pinyin-simp",
+        files=("/usr/share/rime-data/pinyin_simp.dict.yaml",),
+        licence="Apache-2.0 (Rime's pinyin_simp dictionary, derived from the Android Pinyin IME's)",
+        description="Modern Simplified Chinese words ranked by frequency: the dictionary of the Rime "
+                    "input method's pinyin_simp schema.",
+    ),
+}
+_RIME_ENTRY = re.compile(r"^(?P<word>[^\t#][^\t]*)\t[^\t]*\t(?P<weight>\d+)\s*$")  # word, reading, weight
+
+
+def words_from_rime_dict(text: str, *, min_chars: int = 2, max_chars: int = 4) -> list[str]:
+    """The all-CJK words of `min_chars`-`max_chars` characters of a Rime dictionary (a YAML
+    header ended by "...", then one word, reading and weight per line), most frequent first."""
+    body = text.split("\n...\n", 1)[-1]
+    weight: dict[str, int] = {}
+    for line in body.splitlines():
+        m = _RIME_ENTRY.match(line)
+        word = m["word"].strip() if m else ""
+        if min_chars <= len(word) <= max_chars and all(_CJK.match(c) for c in word):
+            weight[word] = max(weight.get(word, 0), int(m["weight"]))  # a word with several readings
+    return sorted(weight, key=lambda w: (-weight[w], w))
+
+
+def build_words(name: str, top: int, root: str | Path = "/") -> list[str]:
+    """The `top` most frequent words of an installed word list (`WORD_LISTS`)."""
+    if name not in WORD_LISTS:
+        raise ValueError(f"word list: unknown {name!r}; known: {', '.join(WORD_LISTS)}")
+    return words_from_rime_dict(*_read_files(WORD_LISTS[name], root))[:top]
+
+
 def read_source(name: str, root: str | Path = "/") -> list[str]:
     """The texts of an installed source's files, in `SOURCES[name].files` order.
 
@@ -406,7 +443,10 @@ def read_source(name: str, root: str | Path = "/") -> list[str]:
     """
     if name not in SOURCES:
         raise ValueError(f"source: unknown {name!r}; known: {', '.join(SOURCES)}")
-    source = SOURCES[name]
+    return _read_files(SOURCES[name], root)
+
+
+def _read_files(source: Source, root: str | Path) -> list[str]:
     texts = []
     for file in source.files:
         path = Path(root) / file.lstrip("/")

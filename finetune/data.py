@@ -729,3 +729,35 @@ def _keywords_source(auto: int, kept: int) -> str:
 
 def _majority_language(languages: Counter[str]) -> str:
     return "zh" if languages["zh"] > languages["en"] else "en"
+
+
+MAX_WORDS_BYTES = 20 * 1024**2  # a word list is a vocabulary, not a corpus
+
+
+def load_words(path: str | Path) -> list[str]:
+    """The words of a word list (`TrainConfig.insert_words`): one per line, UTF-8; text after a
+    tab (a frequency, a reading) and blank or '#' lines are skipped; duplicates kept once."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise DataError(f"insert_words: cannot read {path.name!r}: {err.strerror or err}") from None
+    if size > MAX_WORDS_BYTES:
+        raise DataError(f"insert_words: {path.name!r} is {size / 1024**2:.1f} MiB; a word list may be at most "
+                        f"{MAX_WORDS_BYTES // 1024**2} MiB")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DataError(f"insert_words: {path.name!r} is not UTF-8 text (byte {err.start})") from None
+    words: dict[str, None] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        word = line.split("\t", 1)[0].strip()
+        if not word or word.startswith("#"):
+            continue
+        if len(word) > MAX_KEYWORD_CHARS or any(c in word for c in ",，、;；\x00"):
+            raise DataError(f"insert_words: line {number} of {path.name!r} is not one word of at most "
+                            f"{MAX_KEYWORD_CHARS} characters without separators: {word[:50]!r}")
+        words[word] = None
+    if not words:
+        raise DataError(f"insert_words: {path.name!r} has no words (one word per line)")
+    return list(words)

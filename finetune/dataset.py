@@ -26,7 +26,9 @@ the keywords it is given (what generation's keyword modes ask of it). Same RNG k
 With ``insert_from="random"`` the borrowed words are random instead: Latin words of the
 corpus's texts, or made-up words of 2-3 of its characters. A corpus whose keywords are few
 or alike (a poetry corpus's classical words) lets a model learn the keywords themselves; a
-random word can only be predicted by copying it from the prompt.
+random word can only be predicted by copying it from the prompt. With ``insert_from="words"``
+they come from a word list the caller gives (``insert_words``), in the row's script: a
+vocabulary the corpus lacks (modern words for a classical corpus) that users will type.
 """
 from __future__ import annotations
 
@@ -46,7 +48,7 @@ from textgen.prompt import PromptFormat, encode_example
 IGNORE_INDEX = -100  # label of tokens the loss skips (torch's cross_entropy default)
 MIN_TEXT_TOKENS = 16  # a prompt must leave at least this many tokens of a window for text
 PROMPT_TOO_LONG = "title and keywords leave no room for text within max_length"
-INSERT_FROM = ("keywords", "random")  # where borrowed words come from: other rows' keywords, random words
+INSERT_FROM = ("keywords", "random", "words")  # borrowed from: other rows' keywords, random words, a word list
 RANDOM_MIN_COUNT = 2  # a text word or character seen fewer times may be a typo: never borrowed
 _LATIN_WORD = re.compile(r"[^\W\d_]{3,12}")
 
@@ -89,7 +91,7 @@ class ExampleDataset(Dataset):
     def __init__(self, rows: Sequence[Any], tokenizer, fmt: PromptFormat, max_length: int, *,
                  augment: bool, seed: int = 0, train_on_prompt: bool = False,
                  overlap: int | None = None, insert_keywords: float = 0.0,
-                 insert_from: str = "keywords") -> None:
+                 insert_from: str = "keywords", insert_words: Sequence[str] = ()) -> None:
         self.rows, self.tokenizer, self.fmt = list(rows), tokenizer, fmt
         self.max_length, self.augment, self.seed = max_length, augment, seed
         self.train_on_prompt = train_on_prompt
@@ -100,8 +102,14 @@ class ExampleDataset(Dataset):
         self._pool: list[str] = []  # the corpus's keywords: what a row may borrow
         self._latin: list[str] = []  # with insert_from="random": words of the texts ...
         self._hanzi: list[str] = []  # ... and CJK characters of the texts
+        self._cjk_words: list[str] = []  # with insert_from="words": the list's CJK words (Latin ones: _latin)
         if self.insert_keywords > 0 and insert_from == "keywords":
             self._pool = sorted({k for r in self.rows for k in r.keywords})
+        elif self.insert_keywords > 0 and insert_from == "words":
+            if not insert_words:
+                raise ValueError("insert_words: give the words to borrow with insert_from='words'")
+            self._cjk_words = [w for w in insert_words if has_cjk(w)]
+            self._latin = [w for w in insert_words if not has_cjk(w)]
         elif self.insert_keywords > 0:
             self._latin, self._hanzi = _random_pools(r.text for r in self.rows)
         self._word_ids: dict[str, list[int]] = {}  # borrowed keyword → its tokens in a text
@@ -174,8 +182,8 @@ class ExampleDataset(Dataset):
 
     def borrow_keywords(self, own: Sequence[str], index: int) -> list[str]:
         """Words to insert into example `index` (none unless insertion is on): 1-3 keywords
-        of other rows, or random words in the language of the example's row."""
-        if not (self._pool or self._latin or self._hanzi):
+        of other rows, or random or listed words in the language of the example's row."""
+        if not (self._pool or self._latin or self._hanzi or self._cjk_words):
             return []
         rng = self._rng(index, salt=1)
         if rng.random() >= self.insert_keywords:
@@ -184,8 +192,12 @@ class ExampleDataset(Dataset):
             others = [k for k in rng.sample(self._pool, min(len(self._pool), 6)) if k not in own]
             return others[:rng.randint(1, 3)]
         count = rng.randint(1, 3)
-        chinese = bool(self._hanzi) and (has_cjk(self.rows[self.windows[index].row].text) or not self._latin)
-        if chinese:  # made-up words, every character as likely: only the prompt tells which
+        cjk_row = has_cjk(self.rows[self.windows[index].row].text)
+        if self.insert_from == "words":  # the list's words in the row's script, where it has some
+            pool = self._cjk_words if self._cjk_words and (cjk_row or not self._latin) else self._latin
+            words = rng.sample(pool, min(len(pool), count + 3))
+        elif self._hanzi and (cjk_row or not self._latin):
+            # made-up words, every character as likely: only the prompt tells which
             words = ["".join(rng.choices(self._hanzi, k=rng.randint(2, 3))) for _ in range(count + 3)]
         else:
             words = rng.sample(self._latin, min(len(self._latin), count + 3))
@@ -194,6 +206,7 @@ class ExampleDataset(Dataset):
     def _insert(self, text: list[int], words: list[str], rng: random.Random) -> tuple[list[int], list[str]]:
         """`text` with each word's tokens put at a random word boundary; the words placed."""
         text, placed = list(text), []
+        spans: list[tuple[int, int]] = []  # where earlier words went: never inside one of them
         for word in words:
             cjk = has_cjk(word)
             ids = self._word_ids.get(word)
@@ -201,11 +214,13 @@ class ExampleDataset(Dataset):
                 ids = self.tokenizer.encode(word if cjk else " " + word, add_special_tokens=False)
                 if not (cjk and self.insert_from == "random"):  # made-up words rarely repeat: no cache
                     self._word_ids[word] = ids
-            spots = [j for j in range(len(text) + 1) if self._boundary(text, j, cjk)]
+            spots = [j for j in range(len(text) + 1)
+                     if self._boundary(text, j, cjk) and not any(a < j < b for a, b in spans)]
             if not ids or not spots:
                 continue
             at = rng.choice(spots)
             text[at:at] = ids
+            spans = [(a + len(ids), b + len(ids)) if a >= at else (a, b) for a, b in spans] + [(at, at + len(ids))]
             placed.append(word)
         return text, placed
 

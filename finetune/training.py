@@ -44,7 +44,7 @@ _REVISION = re.compile(r"[\w.\-/]{1,128}")
 # Settings a resumed run must share with the run it continues (the rest may change).
 RESUME_FIELDS = ("base", "revision", "config", "method", "last_n", "lora_r", "lora_alpha", "max_length",
                  "batch_size", "eval_ratio", "seed", "keywords", "train_on_prompt", "insert_keywords",
-                 "insert_from")
+                 "insert_from", "insert_words")
 
 
 def _spec(default: Any = None, help: str = "", *, low: float | None = None, high: float | None = None,
@@ -92,9 +92,12 @@ class TrainConfig:
     insert_keywords: float = _spec(0.0, "share of training examples that also get 1-3 keywords of other rows, "
                                         "put into the text and the keywords: teaches the model to write "
                                         "the keywords it is given", low=0.0, high=1.0)
-    insert_from: str = _spec("keywords", "what --insert-keywords borrows: keywords (other rows' keywords) or "
+    insert_from: str = _spec("keywords", "what --insert-keywords borrows: keywords (other rows' keywords), "
                                          "random (random words of the texts; for Chinese, made-up words of "
-                                         "2-3 of its characters)", choices=("keywords", "random"))
+                                         "2-3 of its characters) or words (words of --insert-words)",
+                             choices=("keywords", "random", "words"))
+    insert_words: str = _spec("", "with --insert-from words: a UTF-8 text file of words to borrow, one per "
+                                  "line (text after a tab is ignored), e.g. the vocabulary your users will type")
     eval_steps: int = _spec(0, "evaluate every N steps (0: every 10% of the run)", low=0, high=10**7)
     save_steps: int = _spec(0, "checkpoint every N steps (0: at every evaluation)", low=0, high=10**7)
     samples: int = _spec(2, "sample texts generated at each evaluation", low=0, high=8)
@@ -112,6 +115,9 @@ class TrainConfig:
         if self.revision and (not _REVISION.fullmatch(self.revision) or ".." in self.revision):
             raise ValueError(f"revision: must be a commit hash, tag or branch name (letters, digits, "
                              f"'.', '-', '_', '/'), got {self.revision!r}")
+        if self.insert_from == "words" and self.insert_keywords > 0 and not str(self.insert_words).strip():
+            raise ValueError("insert_words: --insert-from words needs a word list file (one word per line)")
+        self.insert_words = str(self.insert_words)
         if self.base == SCRATCH and self.method != "full":
             raise ValueError(f"method: a model trained from scratch has no trained weights to keep; "
                              f"use --method full, not {self.method!r}")
@@ -560,7 +566,7 @@ def _prepare(config: TrainConfig, base, report, train_rows, eval_rows, notes: li
     """Choose what trains, tokenise the rows into windows."""
     import torch
 
-    from .data import DataError
+    from .data import DataError, load_words
     from .dataset import ExampleDataset
     from .methods import apply_method
 
@@ -571,9 +577,10 @@ def _prepare(config: TrainConfig, base, report, train_rows, eval_rows, notes: li
     model, method = apply_method(loaded.model, config.method, last_n=config.last_n, new_token_ids=added,
                                  lora_r=config.lora_r, lora_alpha=config.lora_alpha)
     common = dict(train_on_prompt=config.train_on_prompt, seed=config.seed)
+    words = load_words(config.insert_words) if config.insert_from == "words" and config.insert_keywords else ()
     train_ds = ExampleDataset(train_rows, tokenizer, fmt, max_length, augment=True,
                               insert_keywords=config.insert_keywords, insert_from=config.insert_from,
-                              **common)
+                              insert_words=words, **common)
     eval_ds = ExampleDataset(eval_rows, tokenizer, fmt, max_length, augment=False, **common)
     if len(train_ds) == 0:
         raise DataError(f"not enough text to train on: every row's title and keywords fill "

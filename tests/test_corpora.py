@@ -282,3 +282,38 @@ def test_installed_fortunes_zh():
     assert len(rows) > 4000
     assert any(r.title == "春晓" and r.text.startswith("春眠不觉晓") for r in rows)
     assert not any("\x1b" in r.text or "Debian" in r.text for r in rows)
+
+
+RIME_DICT = """# Rime dictionary
+---
+name: pinyin_simp
+sort: by_weight
+...
+
+鼥\tba\t0
+发展\tfa zhan\t120
+经济\tjing ji\t300
+发展\tfa zhan\t90
+计算机\tji suan ji\t80
+中华人民共和国\tzhong hua\t500
+T恤\tt xu\t400
+好\thao\t999
+"""
+
+
+def test_rime_word_list_keeps_chinese_words_most_frequent_first():
+    assert corpora.words_from_rime_dict(RIME_DICT) == ["经济", "发展", "计算机"]  # 1 char, 7 chars, Latin: out
+    assert corpora.words_from_rime_dict(RIME_DICT, min_chars=1, max_chars=8)[:2] == ["好", "中华人民共和国"]
+
+
+def test_build_words_reads_the_installed_list_or_names_the_package(tmp_path):
+    with pytest.raises(SourceMissingError, match="apt-get install rime-data-pinyin-simp"):
+        corpora.build_words("pinyin-simp", 10, root=tmp_path)
+    path = tmp_path / corpora.WORD_LISTS["pinyin-simp"].files[0].lstrip("/")
+    path.parent.mkdir(parents=True)
+    path.write_text(RIME_DICT, encoding="utf-8")
+    assert corpora.build_words("pinyin-simp", 2, root=tmp_path) == ["经济", "发展"]
+    with pytest.raises(ValueError, match="word list: unknown"):
+        corpora.build_words("nope", 2, root=tmp_path)
+    source = corpora.WORD_LISTS["pinyin-simp"]
+    assert source.licence.startswith("Apache-2.0") and source.package == "rime-data-pinyin-simp"

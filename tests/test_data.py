@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from finetune.data import DataError, DataLimits, DataReport, Row, load_corpus, sniff_encoding
+from finetune.data import DataError, DataLimits, DataReport, Row, load_corpus, load_words, sniff_encoding
 from finetune.extract import extract_keywords
 
 POEM = "好雨知时节，当春乃发生。随风潜入夜，润物细无声。野径云俱黑，江船火独明。晓看红湿处，花重锦官城。"
@@ -379,3 +379,35 @@ def test_report_summary_and_dict(tmp_path):
     summary = report.summary()
     assert "r.csv: CSV, encoding utf-8, delimiter ',', header row" in summary
     assert "6 kept of 7 (dropped: 1 no text)" in summary and "language zh" in summary
+
+
+# -- word lists (TrainConfig.insert_words) ------------------------------------------------------------
+def test_load_words_one_per_line_skipping_readings_comments_and_repeats(tmp_path):
+    path = tmp_path / "words.txt"
+    path.write_bytes("\ufeff# my vocabulary\n发展\tfa zhan\t120\n\n  经济  \n发展\nbicycle\n".encode("utf-8"))
+    assert load_words(path) == ["发展", "经济", "bicycle"]
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("发展\n" + "长" * 41 + "\n", "line 2 .* at most 40 characters"),
+    ("发展,经济\n", "line 1 .* without separators"),
+    ("# only a comment\n\n", "has no words"),
+])
+def test_load_words_errors_name_the_field_and_line(tmp_path, content, message):
+    path = tmp_path / "words.txt"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError, match="insert_words: .*" + message):
+        load_words(path)
+
+
+def test_load_words_refuses_missing_non_utf8_and_huge_files(tmp_path, monkeypatch):
+    with pytest.raises(DataError, match="insert_words: cannot read 'nope.txt'"):
+        load_words(tmp_path / "nope.txt")
+    gbk = tmp_path / "gbk.txt"
+    gbk.write_bytes("发展\n".encode("gbk"))
+    with pytest.raises(DataError, match="insert_words: 'gbk.txt' is not UTF-8"):
+        load_words(gbk)
+    import finetune.data as data
+    monkeypatch.setattr(data, "MAX_WORDS_BYTES", 4)
+    with pytest.raises(DataError, match="insert_words: 'gbk.txt' is .* at most"):
+        load_words(gbk)

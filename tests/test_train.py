@@ -559,6 +559,54 @@ def test_random_insertion_makes_up_chinese_words_from_the_corpus_characters():
     assert len(made_up) > 10 and made_up - {poem[j:j + 2] for j in range(len(poem))}  # not the poem's own words
 
 
+def test_word_list_insertion_borrows_listed_words_in_the_rows_script():
+    """insert_from="words": Chinese rows borrow the list's Chinese words, English rows its
+    English ones; each is written whole into the trained text and listed among the keywords."""
+    from transformers import AutoTokenizer
+
+    from textgen.loading import BUILTIN_DIR
+
+    folder = BUILTIN_DIR / "textgen-zh"
+    if not (folder / "tokenizer.json").is_file():
+        pytest.skip("built-in Chinese model not shipped in this checkout")
+    tok = AutoTokenizer.from_pretrained(folder)
+    poem = "床前明月光，疑是地上霜。举头望明月，低头思故乡。"
+    rows = [Row("静夜思", ["明月"], poem), Row("思乡", ["故乡"], poem),
+            Row("Rain", [], "Rain falls on the old town. Rain again.")]
+    words = ["度假", "温和", "卖出", "计算机", "发展经济", "bicycle", "harbour"]
+    ds = ExampleDataset(rows, tok, PromptFormat(), 96, augment=True, seed=0, insert_keywords=1.0,
+                        insert_from="words", insert_words=words)
+    seen = set()
+    for epoch in range(4):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            row = rows[ds.windows[i].row]
+            item = ds[i]
+            first_trained = next(j for j, label in enumerate(item["labels"]) if label != IGNORE_INDEX)
+            prompt = tok.decode(item["input_ids"][:first_trained])
+            text = tok.decode(item["labels"][first_trained:], skip_special_tokens=True).replace(" ", "")
+            borrowed = ds.borrow_keywords(row.keywords, i)
+            assert 1 <= len(borrowed) <= 3
+            for word in borrowed:
+                assert word in words and word.isascii() == (row.title == "Rain"), (row.title, word)
+                assert word in prompt.split("[SEP]")[1]
+                assert word.lower() in text.lower(), (word, text)
+                seen.add(word)
+            assert ds[i] == item
+    assert {"度假", "温和", "卖出", "计算机", "发展经济", "bicycle", "harbour"} == seen
+    with pytest.raises(ValueError, match="insert_words: give the words"):
+        ExampleDataset(rows, tok, PromptFormat(), 96, augment=True, insert_keywords=1.0, insert_from="words")
+
+
+def test_insert_from_words_needs_a_word_list_file(tmp_path):
+    with pytest.raises(ValueError, match="insert_words: --insert-from words needs a word list"):
+        TrainConfig(data="c.csv", out="runs/x", insert_keywords=0.5, insert_from="words")
+    TrainConfig(data="c.csv", out="runs/x", insert_from="words")  # no insertion: no list needed
+    config = TrainConfig(data="c.csv", out="runs/x", insert_keywords=0.5, insert_from="words",
+                         insert_words=tmp_path / "words.txt")
+    assert config.insert_words == str(tmp_path / "words.txt")
+
+
 def test_keyword_insertion_keeps_chinese_characters_whole():
     """Byte-level BPE splits rare characters into byte tokens: a borrowed keyword goes only
     between whole characters, so the text decodes without replacement characters."""
