@@ -65,15 +65,9 @@ def english_pool() -> list[str]:
 
 def chinese_pool() -> list[str]:
     """The most frequent two-character words of jieba's dictionary."""
-    import jieba
+    from finetune.corpora import jieba_top_words
 
-    ranked = []
-    with (Path(jieba.__file__).parent / "dict.txt").open(encoding="utf-8") as fh:
-        for line in fh:
-            word, freq, *_ = line.split()
-            if len(word) == 2 and all("\u4e00" <= ch <= "\u9fff" for ch in word):
-                ranked.append((-int(freq), word))
-    return [w for _, w in sorted(ranked)[:TOP_ZH_WORDS]]
+    return jieba_top_words(TOP_ZH_WORDS)
 
 
 def keyword_sets(pool: list[str], count: int, seed: int) -> list[tuple[str, list[str]]]:

@@ -435,6 +435,21 @@ def build_words(name: str, top: int, root: str | Path = "/") -> list[str]:
     return words_from_rime_dict(*_read_files(WORD_LISTS[name], root))[:top]
 
 
+def jieba_top_words(count: int, length: int = 2) -> list[str]:
+    """The `count` most frequent all-CJK words of `length` characters in jieba's dictionary:
+    the keywords benchmark's Chinese pool (`benchmarks/keywords.py`), which the built-in
+    model's insertion list leaves out (`finetune.builtin.Recipe.hold_out_benchmark_words`)."""
+    import jieba
+
+    ranked = []
+    with (Path(jieba.__file__).parent / "dict.txt").open(encoding="utf-8") as fh:
+        for line in fh:
+            word, freq, *_ = line.split()
+            if len(word) == length and all("\u4e00" <= ch <= "\u9fff" for ch in word):
+                ranked.append((-int(freq), word))
+    return [w for _, w in sorted(ranked)[:count]]
+
+
 def read_source(name: str, root: str | Path = "/") -> list[str]:
     """The texts of an installed source's files, in `SOURCES[name].files` order.
 

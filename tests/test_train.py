@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 
 from finetune import TrainConfig, train
 from finetune.checkpoints import CHECKPOINT_MARKER, COMPLETE_MARKER, RUN_MARKER, SaveError, publish
+from finetune.data import DataError
 from finetune.dataset import IGNORE_INDEX, Collator, ExampleDataset, plan_windows
 from finetune.training import TrainingDiverged
 from textgen.prompt import PromptFormat, encode_example, token_ids
@@ -184,6 +185,19 @@ def test_scratch_base_builds_tokenizer_and_model(tmp_path):
     result = train(config(tmp_path, "scratch", config="tiny", samples=0, lr=1e-3))
     assert result.scratch and result.base == "scratch (tiny)"
     assert_loads(Path(result.output_dir))
+
+
+def test_training_borrows_from_a_word_list_file(tmp_path, bpe_model_dir):
+    words = tmp_path / "words.txt"
+    words.write_text("harbour\tnoun\nlighthouse\n# a comment\nsailor\n", encoding="utf-8")
+    result = train(config(tmp_path, bpe_model_dir, samples=0, insert_keywords=1.0, insert_from="words",
+                          insert_words=str(words)))
+    assert_loads(Path(result.output_dir))
+    saved = json.loads((Path(result.output_dir) / "training.json").read_text())["config"]
+    assert saved["insert_from"] == "words" and saved["insert_words"] == str(words)
+    with pytest.raises(DataError, match="insert_words: cannot read 'gone.txt'"):
+        train(config(tmp_path / "gone", bpe_model_dir, insert_keywords=1.0, insert_from="words",
+                     insert_words=str(tmp_path / "gone.txt")))
 
 
 def test_package_exports_the_function_whatever_was_imported_first():
