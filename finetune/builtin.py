@@ -274,19 +274,20 @@ def _hardware() -> str:
 
 
 def write_card(folder: Path, recipe: Recipe, config, metrics: dict[str, Any], samples: list[dict],
-               second=None) -> None:
+               second=None, note: str = "") -> None:
+    """The model card; `note`: a paragraph on these particular weights (a rebuild has none)."""
     from .corpora import SOURCES, WORD_LISTS
 
     src_lines = "\n".join(f"- **{name}** (Debian package `{SOURCES[name].package}`): {SOURCES[name].description} "
                           f"Licence: {SOURCES[name].licence}." for name in recipe.sources)
     words = WORD_LISTS.get(recipe.insert_words) if recipe.insert_from == "words" else None
-    held = (f" less the {HELD_OUT_WORDS:,} words of textgen's keywords benchmark (jieba's most frequent "
-            "two-character words), held out so that the benchmark measures words never inserted"
+    held = (f", less the {HELD_OUT_WORDS:,} words of textgen's keywords benchmark (jieba's most frequent "
+            "two-character words), held out so that the benchmark measures words the model never saw inserted"
             if recipe.hold_out_benchmark_words else "")
     if words:
-        src_lines += (f"\n- Word list for keyword insertion: **{recipe.insert_words}** (Debian package "
-                      f"`{words.package}`), its {recipe.insert_words_top:,} most frequent words of 2-4 "
-                      f"characters{held}: {words.description} Licence: {words.licence}. Words only, no text.")
+        src_lines += (f"\n- Word list for keyword insertion (words only, no text): **{recipe.insert_words}** "
+                      f"(Debian package `{words.package}`): {words.description} Licence: {words.licence}. "
+                      f"Used: its {recipe.insert_words_top:,} most frequent words of 2-4 characters{held}.")
     table = "\n".join(
         f"| {s['title'] or '(none)'} | {', '.join(s['keywords'])} | {s['mode']} | "
         f"{s['text'][:160].replace(chr(10), ' / ').replace('|', '¦')} | {', '.join(s['missing']) or '—'} |"
@@ -325,7 +326,7 @@ Settings: tokenizer trained on the corpus (byte-level BPE), `--base scratch --co
 {config.learning_rate:g}, eval share {config.eval_ratio:g}, seed {config.seed}.{_first_insertion(config)}{_second_stage(second)}
 Trained in {m['train_seconds'] / 60:.1f} min ({m['steps']} steps, {m['tokens_trained']:,} tokens{_by_stage(m)},
 {m['precision']}) on {m['hardware']}.
-
+{f"{chr(10)}{note}{chr(10)}" if note else ""}
 ## Evaluation (held-out {m['eval_rows']} rows)
 
 | metric | value |
@@ -369,7 +370,7 @@ def _second_stage(second) -> str:
 
 def _borrowed(insert_from: str) -> str:
     if insert_from == "words":
-        return "1-3 words of the word list below"
+        return "1-3 words of the word list above"
     if insert_from == "random":
         return "1-3 random words: for Chinese, made up of 2-3 random characters of the corpus"
     return "1-3 keywords of other rows"

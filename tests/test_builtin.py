@@ -33,6 +33,9 @@ def test_both_models_ship_complete_and_small():
         card = (folder / "README.md").read_text(encoding="utf-8")
         for needle in ("python -m finetune.builtin", "Licence", "perplexity", "unigram", "novelty", "Samples"):
             assert needle in card, f"{name} card lacks {needle!r}"
+    zh_card = (BUILTIN_DIR / "textgen-zh" / "README.md").read_text(encoding="utf-8")
+    assert "rime-data-pinyin-simp" in zh_card and "Apache-2.0" in zh_card  # the word list it borrowed from
+    assert "less the 3,000 words of textgen's keywords benchmark" in zh_card  # held out of it
 
 
 @pytest.mark.parametrize("name", NAMES)
