@@ -6,7 +6,7 @@ import threading
 import pytest
 import torch
 
-from textgen.decoding import SamplingSettings, sample
+from textgen.decoding import SamplingSettings, sample, warpers
 from textgen.loading import load
 from textgen.prompt import encode_prompt, token_ids
 
@@ -163,3 +163,15 @@ def test_fast_path_only_where_it_applies(bpe_model_dir):
     model.eval()
     model.config.reorder_and_upcast_attn = True
     assert isinstance(stepper_for(model, 2, 32), HFStepper)
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_min_new_tokens_rule_keeps_its_end_ids_on_the_models_device(device):
+    """On CUDA the rule compared CPU end ids with CUDA scores and raised (seen on an H200 with
+    min_new_tokens pinned): its ids must live where the model does. "meta" stands in for a
+    device this machine lacks."""
+    before, after = warpers(SamplingSettings(n=2, max_new_tokens=8, min_new_tokens=4), [5, 6], 3,
+                            torch.device(device))
+    assert len(before) == 1 and not after
+    assert before[0].eos_token_id.device.type == device
+    assert before[0].eos_token_id.shape == (2,)

@@ -37,15 +37,18 @@ class SamplingSettings:
     max_seconds: float | None = None
 
 
-def warpers(settings: SamplingSettings, end_ids: Sequence[int], prompt_len: int) -> tuple[list, list]:
-    """(processors before ours, warpers after ours), as transformers' generate() orders them."""
+def warpers(settings: SamplingSettings, end_ids: Sequence[int], prompt_len: int,
+            device="cpu") -> tuple[list, list]:
+    """(processors before ours, warpers after ours), as transformers' generate() orders them.
+    device: the model's; the min-new-tokens rule keeps its end ids there (CUDA: else it fails)."""
     from transformers.generation.logits_process import (MinNewTokensLengthLogitsProcessor,
                                                         TemperatureLogitsWarper, TopKLogitsWarper,
                                                         TopPLogitsWarper)
 
     before = []
     if settings.min_new_tokens > 0:
-        before.append(MinNewTokensLengthLogitsProcessor(prompt_len, settings.min_new_tokens, list(end_ids)))
+        before.append(MinNewTokensLengthLogitsProcessor(prompt_len, settings.min_new_tokens, list(end_ids),
+                                                        device=str(device)))
     after = []
     if settings.temperature != 1.0:
         after.append(TemperatureLogitsWarper(settings.temperature))
@@ -73,7 +76,7 @@ def sample(model, prompt_ids: Sequence[int], settings: SamplingSettings, *, end_
     prompt_len = len(prompt_ids)
     fill = int(end_ids[0])
     ends = torch.tensor(list(end_ids), device=device)
-    before, after = warpers(settings, end_ids, prompt_len)
+    before, after = warpers(settings, end_ids, prompt_len, device)
     chain = [*before, *processors, *after]
     deadline = time.monotonic() + settings.max_seconds if settings.max_seconds else None
 
