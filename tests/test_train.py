@@ -540,6 +540,19 @@ def test_random_insertion_borrows_words_of_the_texts_not_keywords(bpe_model_dir)
         ExampleDataset(rows, tok, fmt, 128, augment=True, insert_keywords=1.0, insert_from="dictionary")
 
 
+def _trained_examples(ds, rows, tok, epochs: int = 4):
+    """(row, index, item, prompt, text) of every example over `epochs` epochs: the prompt and
+    the trained text decoded (spaces dropped from the text, as byte-level BPE adds them)."""
+    for epoch in range(epochs):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            item = ds[i]
+            first_trained = next(j for j, label in enumerate(item["labels"]) if label != IGNORE_INDEX)
+            prompt = tok.decode(item["input_ids"][:first_trained])
+            text = tok.decode(item["labels"][first_trained:], skip_special_tokens=True).replace(" ", "")
+            yield rows[ds.windows[i].row], i, item, prompt, text
+
+
 def test_random_insertion_makes_up_chinese_words_from_the_corpus_characters():
     """Chinese rows borrow made-up words of 2-3 characters the corpus uses: no pool of words
     to learn by heart, only the prompt to copy from."""
@@ -556,20 +569,14 @@ def test_random_insertion_makes_up_chinese_words_from_the_corpus_characters():
     ds = ExampleDataset(rows, tok, PromptFormat(), 96, augment=True, seed=0, insert_keywords=1.0, insert_from="random")
     chars = {c for c in poem if "\u4e00" <= c <= "\u9fff"}  # each used twice; 鹤 once: never borrowed
     made_up = set()
-    for epoch in range(4):
-        ds.set_epoch(epoch)
-        for i in range(len(ds)):
-            row = rows[ds.windows[i].row]
-            item = ds[i]
-            first_trained = next(j for j, label in enumerate(item["labels"]) if label != IGNORE_INDEX)
-            text = tok.decode(item["labels"][first_trained:], skip_special_tokens=True).replace(" ", "")
-            for word in ds.borrow_keywords(row.keywords, i):
-                if row.title:
-                    assert 2 <= len(word) <= 3 and set(word) <= chars, word
-                    assert word in text
-                    made_up.add(word)
-                else:  # the English row borrows English words of the texts
-                    assert word in {"rain", "again"} or word.isascii(), word
+    for row, i, _, _, text in _trained_examples(ds, rows, tok):
+        for word in ds.borrow_keywords(row.keywords, i):
+            if row.title:
+                assert 2 <= len(word) <= 3 and set(word) <= chars, word
+                assert word in text
+                made_up.add(word)
+            else:  # the English row borrows English words of the texts
+                assert word in {"rain", "again"} or word.isascii(), word
     assert len(made_up) > 10 and made_up - {poem[j:j + 2] for j in range(len(poem))}  # not the poem's own words
 
 
@@ -591,22 +598,15 @@ def test_word_list_insertion_borrows_listed_words_in_the_rows_script():
     ds = ExampleDataset(rows, tok, PromptFormat(), 96, augment=True, seed=0, insert_keywords=1.0,
                         insert_from="words", insert_words=words)
     seen = set()
-    for epoch in range(4):
-        ds.set_epoch(epoch)
-        for i in range(len(ds)):
-            row = rows[ds.windows[i].row]
-            item = ds[i]
-            first_trained = next(j for j, label in enumerate(item["labels"]) if label != IGNORE_INDEX)
-            prompt = tok.decode(item["input_ids"][:first_trained])
-            text = tok.decode(item["labels"][first_trained:], skip_special_tokens=True).replace(" ", "")
-            borrowed = ds.borrow_keywords(row.keywords, i)
-            assert 1 <= len(borrowed) <= 3
-            for word in borrowed:
-                assert word in words and word.isascii() == (row.title == "Rain"), (row.title, word)
-                assert word in prompt.split("[SEP]")[1]
-                assert word.lower() in text.lower(), (word, text)
-                seen.add(word)
-            assert ds[i] == item
+    for row, i, item, prompt, text in _trained_examples(ds, rows, tok):
+        borrowed = ds.borrow_keywords(row.keywords, i)
+        assert 1 <= len(borrowed) <= 3
+        for word in borrowed:
+            assert word in words and word.isascii() == (row.title == "Rain"), (row.title, word)
+            assert word in prompt.split("[SEP]")[1]
+            assert word.lower() in text.lower(), (word, text)
+            seen.add(word)
+        assert ds[i] == item
     assert {"度假", "温和", "卖出", "计算机", "发展经济", "bicycle", "harbour"} == seen
     with pytest.raises(ValueError, match="insert_words: give the words"):
         ExampleDataset(rows, tok, PromptFormat(), 96, augment=True, insert_keywords=1.0, insert_from="words")
