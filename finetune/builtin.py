@@ -391,6 +391,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "words.txt), instead of reading it from its Debian package")
     parser.add_argument("--stage1", type=Path, help="a first-stage model to continue from (skips the first stage)")
     args = parser.parse_args(argv)
+    for flag, path in (("--corpus", args.corpus), ("--words", args.words), ("--stage1", args.stage1)):
+        if path is not None and not path.exists():
+            parser.error(f"{flag}: {path} does not exist")
     recipe = RECIPES[args.language]
     out = args.out or ROOT / "assets" / "models" / recipe.name
     work = args.work or ROOT / "runs" / f"builtin-{args.language}"

@@ -79,3 +79,14 @@ def test_cli_quickstart_on_builtin_model():
                          capture_output=True, text=True, cwd=ROOT, timeout=300, check=True)
     obj = json.loads(out.stdout)
     assert obj["model"] == "textgen-zh" and CJK.search(obj["candidates"][0]["text"])
+
+
+@pytest.mark.parametrize("flag", ["--corpus", "--words", "--stage1"])
+def test_rebuild_refuses_a_missing_input_naming_the_flag(tmp_path, flag, capsys):
+    from finetune.builtin import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["zh", "--work", str(tmp_path / "work"), flag, str(tmp_path / "gone.csv")])
+    assert exc.value.code == 2
+    assert f"{flag}: {tmp_path / 'gone.csv'} does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "work").exists()  # refused before any work
