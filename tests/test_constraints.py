@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from textgen import Generator
+from textgen.coverage import Span, find_keyword, matched_as_substring
 from textgen.constraints import KeywordProcessor, build_constraints, keyword_forms, tokens_needed
 from textgen.prompt import encode_prompt
 from textgen.sampling import GeneratedRepetitionPenalty
@@ -78,12 +79,25 @@ def guaranteed(gen: Generator, title: str, keywords: list[str], stream: bool = F
     return call(title, ", ".join(keywords), keyword_mode="guaranteed", **params)
 
 
+def written_as_word(text: str, span: Span) -> None:
+    """The span holds its keyword whole: a Chinese one exactly, a Latin one as a word (an
+    inflection may follow), with no letter glued on either side."""
+    piece = text[span.start:span.end]
+    if matched_as_substring(span.keyword):
+        assert piece == span.keyword, (text, span)
+        return
+    assert " ".join(piece.lower().split()).startswith(span.keyword.lower()), (text, span)
+    assert find_keyword(piece, span.keyword) == Span(span.keyword, 0, len(piece)), (text, span)
+    for ch in (text[span.start - 1:span.start], text[span.end:span.end + 1]):
+        assert not (ch.isascii() and ch.isalnum()), (text, span)
+
+
 def _assert_all_covered(result, keywords: list[str]) -> None:
     for cand in result:
         assert cand.missing == [], (cand.text, cand.missing)
         assert sorted(cand.covered) == sorted(keywords)
         for span in cand.spans:
-            assert cand.text[span.start:span.end].lower() == span.keyword.lower()
+            written_as_word(cand.text, span)
 
 
 # -- guaranteed ------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Keyword modes: how hard decoding pushes the keywords into the generated text (issue 3).
+"""Keyword modes: how hard decoding pushes the keywords into the generated text.
 
 - ``off``: nothing is added; keywords only condition the prompt.
 - ``soft``: the first tokens of keywords not yet written get a boost that grows as the
@@ -19,12 +19,17 @@ Why by hand: transformers 5 moved constrained beam search (``force_words_ids``,
 search could neither sample nor stream anyway. One `LogitsProcessor` with a little state
 per batch row keeps sampling, seeds and streaming exactly as in ``off`` mode.
 
-A keyword counts as written when it is in the *decoded* text (see `coverage`), since it
-can appear through a tokenisation we did not plan. Each keyword therefore has several
-token sequences ("variants"): its surface forms (as given, lower-case, Capitalised,
-Title Case), with and without a leading space, and as a continuation after a word —
-which covers GPT-2's "Ġstorm"/"storm"/"Storm", sentencepiece's "▁" marker and BERT's
-per-character Chinese vocabularies. Variants are checked by decoding them.
+A keyword counts as written when the *decoded* text contains it by `coverage`'s rule (a
+Latin keyword as a word, "hat" not inside "that"; Chinese as a substring), since it can
+appear through a tokenisation we did not plan. Each keyword therefore has several token
+sequences ("variants"): its surface forms (as given, lower-case, Capitalised, Title Case),
+with and without a leading space, and as a continuation after a word — which covers GPT-2's
+"Ġstorm"/"storm"/"Storm", sentencepiece's "▁" marker and BERT's per-character Chinese
+vocabularies. Variants are checked by decoding them. A Latin keyword is only ever started
+as a word of its own (after a space, punctuation or the start; after a letter, only a
+variant that brings its own space), and until a token after it ends the word it is held
+open: a letter glued onto it ("hat" → "hatch") unwrites it, and where the budget could not
+write it again, such letters are not allowed.
 
 transformers applies custom processors *before* its temperature/top-k/top-p warpers
 (`GenerationMixin._get_logits_processor`). A forced token is therefore made the only
@@ -42,7 +47,7 @@ from typing import Any
 import torch
 from transformers import LogitsProcessor
 
-from .coverage import find_keyword
+from .coverage import Written, find_keyword, is_word_char, matched_as_substring, word_forms, written
 from .lang import has_cjk
 
 Decode = Callable[[Sequence[int]], str]
@@ -90,12 +95,20 @@ class Variant:
 @dataclass(frozen=True)
 class KeywordForms:
     keyword: str
-    cjk: bool
+    cjk: bool  # matched as a substring (Chinese and other scripts without spaces)
     variants: tuple[Variant, ...]  # shortest first; empty when the vocabulary cannot write it
 
     @property
+    def safe(self) -> tuple[Variant, ...]:
+        """The variants that write the keyword as a word after any text, shortest first: for a
+        word keyword those that bring their own space after a word."""
+        return self.variants if self.cjk else tuple(v for v in self.variants if v.spaced)
+
+    @property
     def min_len(self) -> int:
-        return len(self.variants[0].ids) if self.variants else 0
+        """Tokens the budget must keep for it: its shortest variant that fits anywhere."""
+        safe = self.safe
+        return len(safe[0].ids) if safe else 0
 
 
 # Per tokenizer: keyword variants and single-token texts, so repeated requests cost nothing.
@@ -107,9 +120,9 @@ _MAX_CACHED_ANSWERS = 200_000
 
 def _cache(tokenizer) -> dict:
     try:
-        return _CACHE.setdefault(tokenizer, {"forms": {}, "texts": {}, "ends_keyword": {}})
+        return _CACHE.setdefault(tokenizer, {"forms": {}, "texts": {}, "ends_keyword": {}, "glue": {}})
     except TypeError:  # not weak-referenceable: no caching
-        return {"forms": {}, "texts": {}, "ends_keyword": {}}
+        return {"forms": {}, "texts": {}, "ends_keyword": {}, "glue": {}}
 
 
 def _raw_decode(tokenizer, ids: Sequence[int]) -> str:
@@ -139,8 +152,8 @@ def _candidate_ids(tokenizer, form: str) -> list[list[int]]:
 def keyword_forms(tokenizer, keyword: str, *, decode: Decode, end_ids: Sequence[int]) -> KeywordForms:
     """The token sequences that write `keyword` with this tokenizer (cached per tokenizer).
 
-    A sequence qualifies when its decoded text contains the keyword on its own and after a
-    word, and it holds no special or end token.
+    A sequence qualifies when its decoded text contains the keyword, and it holds no special
+    or end token; a Chinese keyword must also survive after a word (it could merge into it).
     """
     key = (keyword, tuple(sorted(end_ids)))
     cache = _cache(tokenizer)["forms"]
@@ -149,19 +162,23 @@ def keyword_forms(tokenizer, keyword: str, *, decode: Decode, end_ids: Sequence[
     banned = set(end_ids) | set(getattr(tokenizer, "all_special_ids", []))
     anchor = _encode(tokenizer, _ANCHORS[0])
     anchor_text = _raw_decode(tokenizer, anchor)
+    cjk = matched_as_substring(keyword)
     found: dict[tuple[int, ...], Variant] = {}
     for form in _surface_forms(keyword):
         for ids in _candidate_ids(tokenizer, form):
             ids_t = tuple(ids)
             if not ids or ids_t in found or banned.intersection(ids):
                 continue
-            if find_keyword(decode(ids), keyword) is None or find_keyword(decode(anchor + ids), keyword) is None:
+            if find_keyword(decode(ids), keyword) is None:
+                continue
+            after = find_keyword(decode(anchor + ids), keyword) is not None
+            if cjk and not after:
                 continue
             after_word = _raw_decode(tokenizer, anchor + ids)
-            spaced = after_word.startswith(anchor_text) and after_word[len(anchor_text):][:1].isspace()
+            spaced = after and after_word.startswith(anchor_text) and after_word[len(anchor_text):][:1].isspace()
             found[ids_t] = Variant(ids_t, _raw_decode(tokenizer, ids)[:1].isspace(), spaced)
     variants = tuple(sorted(found.values(), key=lambda v: (len(v.ids), v.lead)))
-    cache[key] = forms = KeywordForms(keyword, has_cjk(keyword), variants)
+    cache[key] = forms = KeywordForms(keyword, cjk, variants)
     return forms
 
 
@@ -173,8 +190,9 @@ def tokens_needed(tokenizer, keywords: Sequence[str], *, decode: Decode, end_ids
     total = 0
     for kw in keywords:
         forms = keyword_forms(tokenizer, kw, decode=decode, end_ids=end_ids)
-        if not forms.variants:
-            raise ValueError(f"keywords: {kw!r} cannot be written with this model's vocabulary, "
+        if not forms.safe:
+            how = "with this model's vocabulary" if not forms.variants else "as a word of its own by this model"
+            raise ValueError(f"keywords: {kw!r} cannot be written {how}, "
                              "so it cannot be guaranteed; use keyword_mode 'soft' or change it")
         total += forms.min_len
     return total
@@ -197,7 +215,8 @@ def build_constraints(mode: str, *, tokenizer, keywords: Sequence[str], n: int, 
         raise ValueError(f"keyword_mode: must be one of off, soft, guaranteed, got {mode!r}")
     decode = decode or default_decode(tokenizer, end_ids)
     forms = [keyword_forms(tokenizer, kw, decode=decode, end_ids=end_ids) for kw in keywords]
-    forms = [f for f in forms if f.variants]  # soft mode simply skips what cannot be written
+    # soft mode simply skips what cannot be written (`tokens_needed` refuses it for guaranteed)
+    forms = [f for f in forms if (f.safe if mode == "guaranteed" else f.variants)]
     if not forms:
         return Constraints()
     processor = KeywordProcessor(forms, tokenizer=tokenizer, decode=decode, guaranteed=mode == "guaranteed",
@@ -211,6 +230,9 @@ class _Row:
 
     pending: list[int]  # indices of keywords not yet in the text
     ids: list[int] = field(default_factory=list)  # generated so far, without end/pad tokens
+    # keywords written only as the text's last word so far (`Written.AT_END`): a glued letter
+    # would unwrite them; the budget counts them as written
+    open: list[int] = field(default_factory=list)
     finished: bool = False
     # keyword variants being written: their first `depth` tokens are the row's last tokens
     partial: list[tuple[int, Variant]] = field(default_factory=list)
@@ -238,7 +260,8 @@ class KeywordProcessor(LogitsProcessor):
         self._end_set = set(self.end_ids)
         self._texts: dict[int, str] = _cache(tokenizer)["texts"]
         self._lower = [f.keyword.lower() for f in self.forms]
-        self._tail = [len(f.keyword.encode("utf-8")) + _TAIL_SLACK for f in self.forms]
+        self._forms_lower = [word_forms(f.keyword) for f in self.forms]  # inflections included
+        self._tail = [max(len(w.encode("utf-8")) for w in forms) + _TAIL_SLACK for forms in self._forms_lower]
         self.rows = [_Row(list(range(len(self.forms)))) for _ in range(n)]
         self._seen = 0  # generated tokens already observed
         # (token, lower-case keyword) → whether the token can end it; shared across requests,
@@ -247,6 +270,7 @@ class KeywordProcessor(LogitsProcessor):
         if len(self._ends_keyword) > _MAX_CACHED_ANSWERS:
             self._ends_keyword.clear()
         self._ends: torch.Tensor | None = None  # end ids on the scores' device
+        self._glue: torch.Tensor | None = None  # `_glue_mask` on the scores' device
         free = max_new_tokens - sum(f.min_len for f in self.forms)
         self._watch = min(max(int(WATCH_SHARE * free), WATCH_STEPS[0]), WATCH_STEPS[1])
 
@@ -266,7 +290,7 @@ class KeywordProcessor(LogitsProcessor):
         row.ids.append(tid)
         if not row.partial and tid not in row.offered:  # the common case: no keyword under way
             row.offered = {}
-            if row.pending and self._could_complete(tid, row.pending):
+            if row.open or (row.pending and self._could_complete(tid, row.pending)):
                 self._detect(row)
             row.depth = 0
             return
@@ -278,15 +302,16 @@ class KeywordProcessor(LogitsProcessor):
         row.offered = {}
         completed = any(len(v.ids) == row.depth for _, v in row.partial)
         row.partial = [(k, v) for k, v in row.partial if len(v.ids) > row.depth]
-        if row.pending and (completed or self._could_complete(tid, row.pending)):
+        if row.open or (row.pending and (completed or self._could_complete(tid, row.pending))):
             self._detect(row)
         row.partial = [(k, v) for k, v in row.partial if k in row.pending]
         if not row.partial:
             row.depth = 0
 
     def _could_complete(self, tid: int, pending: list[int]) -> bool:
-        """Whether this token can end a keyword, so that a decode is worth it: the keyword is
-        in its text, or a start of its text is an end of the keyword ("ea" ends "sea").
+        """Whether this token can end a keyword, so that a decode is worth it: the keyword (or
+        an inflection of it, `word_forms`) is in its text, or a start of its text is an end of
+        one ("ea" ends "sea", "ting" ends "sitting").
         A token that decodes to nothing or to U+FFFD may finish a multi-byte character.
         A miss only costs fluency (the keyword is forced again), never the guarantee.
         Answers are remembered per tokenizer: the same tokens come back request after request."""
@@ -295,29 +320,40 @@ class KeywordProcessor(LogitsProcessor):
             answer = self._ends_keyword.get(key)
             if answer is None:
                 text = self._text(tid).lower().removeprefix("##")  # WordPiece continuation marker
-                kw = self._lower[k]
                 answer = self._ends_keyword[key] = (
-                    not text or "\ufffd" in text or kw in text
-                    or any(kw.endswith(text[:j]) for j in range(1, min(len(text), len(kw)) + 1)))
+                    not text or "\ufffd" in text
+                    or any(kw in text or any(kw.endswith(text[:j]) for j in range(1, min(len(text), len(kw)) + 1))
+                           for kw in self._forms_lower[k]))
             if answer:
                 return True
         return False
 
     def _detect(self, row: _Row) -> None:
         """Mark keywords found in the decoded text: a short tail first, then the whole row
-        to confirm, so that coverage here agrees with `coverage()` on the final text."""
-        tail = self.decode(row.ids[-max(self._tail[k] for k in row.pending):])
-        if not any(find_keyword(tail, self.forms[k].keyword) for k in row.pending):
+        to confirm, so that coverage here agrees with `coverage()` on the final text. A tail
+        finds every occurrence near the end that the whole text has (and maybe more: it
+        cannot see the letter before its start), so an open keyword gone from it is unwritten."""
+        keys = row.pending + row.open
+        tail = self.decode(row.ids[-max(self._tail[k] for k in keys):])
+        hits = [k for k in keys if written(tail, self.forms[k].keyword)]
+        states = dict.fromkeys(row.open, Written.NO)
+        if hits:
+            full = self.decode(row.ids)
+            states.update((k, written(full, self.forms[k].keyword)) for k in hits)
+        if not states:
             return
-        full = self.decode(row.ids)
-        row.pending = [k for k in row.pending if find_keyword(full, self.forms[k].keyword) is None]
+        row.pending = sorted(k for k in keys if states.get(k, Written.NO) == Written.NO)
+        row.open = [k for k in keys if states.get(k) == Written.AT_END]
 
     # -- decisions --------------------------------------------------------------------------
     def _options(self, row: _Row, remaining: int, need: int) -> tuple[list, list]:
         """(fitting, clean) keyword variants for the row's next token. Fitting: it leaves room
-        for the other pending keywords' shortest variants. Clean: it reads naturally here,
-        i.e. a word of its own after a word, no stray space at the start or inside Chinese."""
-        at_word_start = not row.ids or self._text(row.ids[-1])[-1:].isspace()
+        for the other pending keywords' shortest variants, and a word keyword stays a word
+        (never glued to a letter before it). Clean: it reads naturally here, i.e. a word of
+        its own after a word, no stray space at the start or inside Chinese."""
+        last = self._text(row.ids[-1])[-1:] if row.ids else ""
+        at_word_start = not row.ids or last.isspace()
+        after_letter = is_word_char(last)
         fitting, clean = [], []
         for k in row.pending:
             form = self.forms[k]
@@ -325,6 +361,8 @@ class KeywordProcessor(LogitsProcessor):
             for v in form.variants:  # shortest first
                 if len(v.ids) > room:
                     break
+                if not form.cjk and after_letter and not v.spaced:
+                    continue
                 fitting.append((k, v))
                 if (not v.lead) if (form.cjk or at_word_start) else v.spaced:
                     clean.append((k, v))
@@ -341,17 +379,21 @@ class KeywordProcessor(LogitsProcessor):
         plan = _Plan(boost=BOOST_START + (BOOST_END - BOOST_START) * generated / self.max_new_tokens)
         judged: list = []  # guaranteed rows free to start a keyword now: (r, row, clean, slack)
         for r, row in enumerate(self.rows):
-            if row.finished or not (row.pending or row.partial):
+            if row.finished or not (row.pending or row.partial or row.open):
                 continue
             if row.partial:  # a keyword begun: complete it (measured: far better than a nudge)
                 nexts = list(dict.fromkeys(v.ids[row.depth] for _, v in row.partial))
                 plan.forced.append((r, self._best(scores, r, nexts)))
                 continue
             need = sum(self.forms[k].min_len for k in row.pending)
+            if self.guaranteed and row.open and remaining - 1 < need + sum(self.forms[k].min_len for k in row.open):
+                plan.unglued.append(r)  # no room to write an unwritten keyword again
+            if not row.pending:
+                continue
             fitting, clean = self._options(row, remaining, need)
             plan.ending.append(r)
             if self.guaranteed and remaining <= need:  # one free token more and they would not fit
-                options = clean or fitting or [(k, self.forms[k].variants[0]) for k in row.pending]
+                options = clean or fitting or [(k, self.forms[k].safe[0]) for k in row.pending]
                 k, v = self._best_variant(scores, r, options)
                 row.offered = {v.ids[0]: [(k, v)]}
                 plan.forced.append((r, v.ids[0]))
@@ -409,6 +451,30 @@ class KeywordProcessor(LogitsProcessor):
                 row.offered = {v.ids[0]: [(k, v)]}
                 plan.forced.append((r, v.ids[0]))
 
+    def _glue_mask(self, vocab: int, device: torch.device) -> torch.Tensor:
+        """(V,) True for the tokens that would join the word before them: their text starts
+        with a letter or digit, or is unfinished bytes or nothing. Found once per tokenizer by
+        decoding each token after a letter; the end tokens stay allowed (ending ends the word)."""
+        if self._glue is not None and self._glue.shape[0] == vocab and self._glue.device == device:
+            return self._glue
+        cache = _cache(self.tokenizer)["glue"]
+        flags = cache.get(vocab)
+        if flags is None:
+            anchor = _encode(self.tokenizer, _ANCHORS[0])
+            anchor_text = _raw_decode(self.tokenizer, anchor)
+            known = min(vocab, len(self.tokenizer))
+            texts = self.tokenizer.batch_decode([anchor + [t] for t in range(known)], skip_special_tokens=True,
+                                                clean_up_tokenization_spaces=False)
+            flags = torch.ones(vocab, dtype=torch.bool)  # ids past the tokenizer: never wanted
+            for t, text in enumerate(texts):
+                rest = text[len(anchor_text):] if text.startswith(anchor_text) else text
+                flags[t] = not rest or "\ufffd" in rest or is_word_char(rest[0])
+            cache[vocab] = flags
+        mask = flags.clone()
+        mask[[e for e in self.end_ids if e < vocab]] = False
+        self._glue = mask.to(device)
+        return self._glue
+
     @staticmethod
     def _best_variant(scores: torch.FloatTensor, r: int, options: list) -> tuple[int, Variant]:
         """The (keyword, variant) worth most here: first token's logit less the later tokens' cost."""
@@ -427,10 +493,13 @@ class KeywordProcessor(LogitsProcessor):
         return tids[max(range(len(tids)), key=values.__getitem__)]
 
     def _apply(self, scores: torch.FloatTensor, plan: "_Plan") -> torch.FloatTensor:
-        if not (plan.forced or plan.offers or plan.ending):
+        if not (plan.forced or plan.offers or plan.ending or plan.unglued):
             return scores
         scores = scores.clone()
         dev = scores.device
+        if plan.unglued:
+            rows = torch.tensor(plan.unglued, device=dev)
+            scores[rows] = scores[rows].masked_fill(self._glue_mask(scores.shape[1], dev), float("-inf"))
         if self._ends is None or self._ends.device != dev:
             self._ends = torch.tensor(self.end_ids, device=dev)
         ends = self._ends
@@ -471,3 +540,4 @@ class _Plan:
     forced: list[tuple[int, int]] = field(default_factory=list)  # (row, token): the only choice
     offers: list[tuple[int, int, float]] = field(default_factory=list)  # (row, first token, log share)
     ending: list[int] = field(default_factory=list)  # rows whose end tokens are held back
+    unglued: list[int] = field(default_factory=list)  # rows where no token may join the last word
