@@ -1,16 +1,27 @@
-"""Keyword modes measured (issue 3): coverage, fluency cost and speed of off / soft / guaranteed.
+"""Keyword modes measured: coverage, fluency cost and speed of off / soft / guaranteed.
 
-    python -m benchmarks.keywords [--sets 200] [--languages en,zh] [--model auto|PATH]
+    python -m benchmarks.keywords [--sets 200] [--languages en,zh] [--pools common,short,phrases]
+                                  [--model auto|PATH]
 
-Keyword sets come from word lists the project does not write: English words sampled from
-Debian's `wamerican` list (lower-case, alphabetic, 4-10 letters, seen at least 5 times in
-WordNet's SemCor counts, i.e. common-ish), Chinese words from jieba's dictionary (the 3,000
-most frequent two-character words). Each set has 3-5 keywords; the title is empty for even
-sets and one other word of the list for odd ones. Every set is generated in the three modes
-with the same seed, the modes' order alternating so that background load hits them alike.
+Keyword sets come from word lists the project does not write (Debian's `wamerican` and
+`wordnet-base`; jieba's dictionary), one pool at a time:
+- common (en): wamerican words (lower-case, alphabetic, 4-10 letters) seen at least 5 times
+  in WordNet's SemCor counts, i.e. common-ish; 3-5 per set.
+- short (en): what people type: 2-3 of the 2-3-letter nouns and verbs of wamerican seen at
+  least 10 times in SemCor (eat, hat, sit, sun, sea…), plus 1-2 of its 4-6-letter nouns and
+  verbs seen at least 40 times (phone, ball, dance…).
+- phrases (en): 1-2 of SemCor's two-word nouns seen at least 3 times (civil war, apple
+  tree…), plus 1-3 words of the short pool.
+- common (zh): the 3,000 most frequent two-character words of jieba's dictionary; 3-5 per set.
+The title is empty for even sets and one other word of the pool for odd ones. Every set is
+generated in the three modes with the same seed, the modes' order alternating so that
+background load hits them alike.
 
-Reported per language and mode:
-- candidates containing every keyword (guaranteed must be 100%), and keywords covered;
+Reported per language, pool and mode:
+- candidates containing every keyword *as a word*, judged here by a plain regex of this
+  file (`as_word`), independent of textgen's own rule (guaranteed must be 100%); beside it,
+  candidates containing every keyword as a bare substring, the rule that counted "hat" in
+  "that"; and keywords covered as textgen reports them;
 - perplexity of the generated texts under the same model, given the same prompt (the texts
   re-encoded, token-weighted over all candidates), and its ratio to off (target <= 1.3);
   also the share of text tokens inside keyword spans and the perplexity of the tokens
@@ -30,8 +41,10 @@ bf16, else fp32).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import random
+import re
 import sys
 import tempfile
 import time
@@ -44,23 +57,56 @@ WORDS_EN = Path("/usr/share/dict/american-english")  # Debian package wamerican
 SEMCOR_COUNTS = Path("/usr/share/wordnet/cntlist.rev")  # Debian package wordnet-base
 MIN_SEMCOR_COUNT = 5
 TOP_ZH_WORDS = 3000
+POOLS = {"en": ("common", "short", "phrases"), "zh": ("common",)}
 
 
 # -- keyword sets -----------------------------------------------------------------------------
-def english_pool() -> list[str]:
-    """Common-ish English words: wamerican entries that SemCor saw MIN_SEMCOR_COUNT times."""
+def _wamerican() -> list[str]:
     if not WORDS_EN.is_file():
         raise SystemExit(f"{WORDS_EN} is missing: apt-get install wamerican")
-    words = [w for w in WORDS_EN.read_text(encoding="utf-8").split()
-             if w.isascii() and w.isalpha() and w.islower() and 4 <= len(w) <= 10]
+    return [w for w in WORDS_EN.read_text(encoding="utf-8").split() if w.isascii() and w.isalpha() and w.islower()]
+
+
+def _semcor_counts(*, required: bool) -> Counter[tuple[str, str]] | None:
+    """(lemma, part of speech: 1 noun, 2 verb, 3/5 adjective, 4 adverb) → SemCor tag count."""
     if not SEMCOR_COUNTS.is_file():
-        print(f"note: {SEMCOR_COUNTS} missing (wordnet-base): using all {len(words)} words", file=sys.stderr)
-        return words
-    counts: Counter[str] = Counter()
+        if required:
+            raise SystemExit(f"{SEMCOR_COUNTS} is missing: apt-get install wordnet-base")
+        return None
+    counts: Counter[tuple[str, str]] = Counter()
     for line in SEMCOR_COUNTS.read_text(encoding="utf-8").splitlines():
         key, _, count = line.split()
-        counts[key.split("%")[0]] += int(count)
-    return [w for w in words if counts[w] >= MIN_SEMCOR_COUNT]
+        lemma, _, sense = key.partition("%")
+        counts[lemma, sense[:1]] += int(count)
+    return counts
+
+
+def english_pool() -> list[str]:
+    """Common-ish English words: wamerican entries that SemCor saw MIN_SEMCOR_COUNT times."""
+    words = [w for w in _wamerican() if 4 <= len(w) <= 10]
+    counts = _semcor_counts(required=False)
+    if counts is None:
+        print(f"note: {SEMCOR_COUNTS} missing (wordnet-base): using all {len(words)} words", file=sys.stderr)
+        return words
+    by_lemma: Counter[str] = Counter()
+    for (lemma, _), count in counts.items():
+        by_lemma[lemma] += count
+    return [w for w in words if by_lemma[w] >= MIN_SEMCOR_COUNT]
+
+
+def english_short_pools() -> tuple[list[str], list[str], list[str]]:
+    """(2-3-letter nouns and verbs, 4-6-letter ones, two-word nouns), each common in SemCor."""
+    words, counts = set(_wamerican()), _semcor_counts(required=True)
+    by_word: Counter[str] = Counter()
+    for (lemma, pos), count in counts.items():
+        if pos in ("1", "2"):
+            by_word[lemma] += count
+    short = sorted(w for w in words if 2 <= len(w) <= 3 and by_word[w] >= 10 and any(c in "aeiouy" for c in w))
+    middle = sorted(w for w in words if 4 <= len(w) <= 6 and by_word[w] >= 40)
+    phrases = sorted({lemma.replace("_", " ") for (lemma, pos), count in counts.items()
+                      if pos == "1" and lemma.count("_") == 1 and count >= 3
+                      and all(part in words for part in lemma.split("_"))})
+    return short, middle, phrases
 
 
 def chinese_pool() -> list[str]:
@@ -78,6 +124,61 @@ def keyword_sets(pool: list[str], count: int, seed: int) -> list[tuple[str, list
         words = rng.sample(pool, rng.randint(3, 5) + 1)
         sets.append(("" if i % 2 == 0 else words[0], words[1:]))
     return sets
+
+
+def mixed_sets(parts: list[tuple[list[str], int, int]], count: int, seed: int) -> list[tuple[str, list[str]]]:
+    """Like `keyword_sets`, drawing lo-hi words of each (pool, lo, hi) part, in a shuffled order."""
+    rng = random.Random(seed)
+    sets = []
+    for i in range(count):
+        words: list[str] = []
+        for pool, lo, hi in parts:
+            words += rng.sample([w for w in pool if w not in words], rng.randint(lo, hi))
+        rng.shuffle(words)
+        title = "" if i % 2 == 0 else rng.choice([w for w in parts[0][0] if w not in words])
+        sets.append((title, words))
+    return sets
+
+
+def pool_sets(language: str, pool: str, count: int, seed: int) -> tuple[list[tuple[str, list[str]]], str]:
+    """(keyword sets, a line describing the pool)."""
+    if language == "zh":
+        words = chinese_pool()
+        return keyword_sets(words, count, seed), f"{len(words)} words"
+    if pool == "common":
+        words = english_pool()
+        return keyword_sets(words, count, seed), f"{len(words)} words"
+    short, middle, phrases = english_short_pools()
+    if pool == "short":
+        return (mixed_sets([(short, 2, 3), (middle, 1, 2)], count, seed),
+                f"{len(short)} 2-3-letter and {len(middle)} 4-6-letter words")
+    if pool == "phrases":
+        return (mixed_sets([(short + middle, 1, 3), (phrases, 1, 2)], count, seed),
+                f"{len(phrases)} two-word nouns and {len(short) + len(middle)} short words")
+    raise SystemExit(f"--pools: {pool!r} is not one of {', '.join(POOLS[language])}")
+
+
+# -- the word rule, written here independently of textgen.coverage ------------------------------
+_LETTER = r"[^\W_\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]"
+
+
+def as_word(text: str, keyword: str) -> bool:
+    """Whether `text` has `keyword` as a word: Chinese as a substring; otherwise no letter or
+    digit right before it, and after its last word nothing but an -s, -es, -ed, -d, -ing,
+    -er or -ers ending (with the last letter doubled, or a final e or y dropped); the
+    words of a phrase apart by any whitespace. Case is ignored."""
+    if re.search(r"[\u3400-\u9fff]", keyword):
+        return keyword in text
+    *head, last = keyword.lower().split()
+    endings = ("", "s", "es", "ed", "d", "ing", "er", "ers", "r", "rs")
+    allowed = ({last + e for e in endings} | {last + last[-1] + e for e in ("ing", "ed", "er", "ers")}
+               | {last[:-1] + e for e in ("ing", "ies", "ied", "ier", "iers")})
+    lead = "".join(re.escape(w) + r"\s+" for w in head)
+    return any(m.group(1) in allowed for m in re.finditer(rf"(?<!{_LETTER}){lead}({_LETTER}*)", text.lower()))
+
+
+def as_substring(text: str, keyword: str) -> bool:
+    return keyword.lower() in text.lower()
 
 
 # -- stand-in models ----------------------------------------------------------------------------
@@ -158,7 +259,9 @@ def models_for(args) -> dict[str, str]:
 @dataclass
 class Tally:
     candidates: int = 0
-    complete: int = 0  # candidates containing every keyword
+    complete: int = 0  # candidates containing every keyword, as textgen reports it
+    as_words: int = 0  # ... every keyword as a word, by this file's regex
+    as_substrings: int = 0  # ... every keyword as a bare substring
     keywords: int = 0
     covered: int = 0
     nll: float = 0.0  # summed negative log-likelihood of the texts' tokens
@@ -213,7 +316,8 @@ def text_nll(loaded, title: str, keywords: list[str], candidates) -> tuple[float
     return float((nll * target).sum()), int(target.sum()), float((nll * kw).sum()), int(kw.sum())
 
 
-def measure(gen, sets: list[tuple[str, list[str]]], n: int, max_new_tokens: int) -> dict[str, Tally]:
+def measure(gen, sets: list[tuple[str, list[str]]], n: int, max_new_tokens: int,
+            dump=None) -> dict[str, Tally]:
     tallies = {mode: Tally() for mode in MODES}
     gen.generate(*sets[0], n=n, seed=0, max_new_tokens=max_new_tokens, keyword_mode="guaranteed")  # warm-up
     for i, (title, keywords) in enumerate(sets):
@@ -222,10 +326,15 @@ def measure(gen, sets: list[tuple[str, list[str]]], n: int, max_new_tokens: int)
             start = time.perf_counter()
             result = gen.generate(title, keywords, n=n, seed=i, max_new_tokens=max_new_tokens, keyword_mode=mode)
             seconds = time.perf_counter() - start
+            if dump is not None:  # texts by sampled row, to compare two versions' outputs
+                dump({"set": i, "mode": mode, "title": title, "keywords": keywords,
+                      "texts": [c.text for c in sorted(result, key=lambda c: c.index)]})
             nll, tokens, nll_kw, tokens_kw = text_nll(loaded, title, keywords, result)
             t = tallies[mode]
             t.candidates += len(result)
             t.complete += sum(not c.missing for c in result)
+            t.as_words += sum(all(as_word(c.text, kw) for kw in keywords) for c in result)
+            t.as_substrings += sum(all(as_substring(c.text, kw) for kw in keywords) for c in result)
             t.keywords += len(result) * len(keywords)
             t.covered += sum(len(c.covered) for c in result)
             t.nll, t.tokens, t.seconds = t.nll + nll, t.tokens + tokens, t.seconds + seconds
@@ -251,14 +360,15 @@ def pinned_speed(gen, sets: list[tuple[str, list[str]]], n: int, max_new_tokens:
 
 
 def table(results: dict[str, dict[str, Tally]], pinned: dict[str, dict[str, float]]) -> str:
-    lines = ["| language | mode | candidates with every keyword | keywords covered | perplexity "
-             "| ÷ off | keyword tokens | perplexity outside keywords | ÷ off "
+    lines = ["| language | pool | mode | every keyword as a word | as a substring | keywords covered "
+             "| perplexity | ÷ off | keyword tokens | perplexity outside keywords | ÷ off "
              "| tokens/s, fixed length | ÷ off | tokens/s as generated ÷ off |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for lang, tallies in results.items():
-        off, speed = tallies["off"], pinned[lang]
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for (lang, pool), tallies in results.items():
+        off, speed = tallies["off"], pinned[lang, pool]
         for mode, t in tallies.items():
-            lines.append(f"| {lang} | {mode} | {100 * t.complete / t.candidates:.1f}% "
+            lines.append(f"| {lang} | {pool} | {mode} | {100 * t.as_words / t.candidates:.1f}% "
+                         f"| {100 * t.as_substrings / t.candidates:.1f}% "
                          f"| {100 * t.covered / t.keywords:.1f}% | {t.perplexity:.1f} "
                          f"| {t.perplexity / off.perplexity:.2f} | {100 * t.tokens_kw / max(t.tokens, 1):.1f}% "
                          f"| {t.perplexity_outside:.1f} | {t.perplexity_outside / off.perplexity_outside:.2f} "
@@ -267,12 +377,22 @@ def table(results: dict[str, dict[str, Tally]], pinned: dict[str, dict[str, floa
     return "\n".join(lines)
 
 
+def _native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.keywords", description=__doc__.split("\n")[0])
     parser.add_argument("--sets", type=int, default=200, help="keyword sets per language")
     parser.add_argument("--speed-sets", type=int, default=60,
                         help="of those, how many are run again at fixed length for the speed ratio")
     parser.add_argument("--languages", default="en,zh", help="comma-separated: en, zh")
+    parser.add_argument("--pools", default="common,short,phrases",
+                        help="comma-separated English keyword pools: common, short, phrases (zh has one)")
     parser.add_argument("--n", type=int, default=3, help="candidates per request")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--model", default=None, help="'auto' or a model folder for every language "
@@ -281,33 +401,42 @@ def main(argv: list[str] | None = None) -> int:
                         help="where stand-in models are trained once and kept")
     parser.add_argument("--train-seconds", type=float, default=180.0, help="training time per stand-in")
     parser.add_argument("--seed", type=int, default=0, help="seed of the keyword sampling")
+    parser.add_argument("--dump", type=Path, default=None,
+                        help="write every generated text here (JSON lines), e.g. to compare two versions")
     # One thread: on the shared 2-core machines a second OpenMP thread makes every small op
     # wait for a busy core (measured 5-10x slower under load), which would swamp the ratios.
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args(argv)
     args.languages = [s.strip() for s in args.languages.split(",") if s.strip()]
+    args.pools = [s.strip() for s in args.pools.split(",") if s.strip()]
 
     import torch
 
     from textgen import Generator
 
     torch.set_num_threads(args.threads)
-    pools = {"en": english_pool, "zh": chinese_pool}
     results, pinned, models = {}, {}, models_for(args)
     for lang in args.languages:
         gen = Generator.from_pretrained(models[lang])
-        pool = pools[lang]()
-        sets = keyword_sets(pool, args.sets, args.seed)
-        loaded = gen.backend_for(*sets[0])
-        note = (Path(models[lang]) / "STANDIN.txt")
-        about = note.read_text(encoding="utf-8").strip() if note.is_file() else loaded.name
-        print(f"{lang}: {about}; dtype {loaded.dtype}; {len(pool)} words in the pool", file=sys.stderr)
-        start = time.perf_counter()
-        results[lang] = measure(gen, sets, args.n, args.max_new_tokens)
-        pinned[lang] = pinned_speed(gen, sets[:args.speed_sets], args.n, args.max_new_tokens)
-        print(f"{lang}: measured in {time.perf_counter() - start:.0f}s", file=sys.stderr)
-    print(f"\n{args.sets} sets per language ({min(args.sets, args.speed_sets)} for fixed-length speed), "
-          f"n={args.n}, max_new_tokens={args.max_new_tokens}, {args.threads} torch thread(s)\n")
+        for pool in (p for p in POOLS[lang] if p in args.pools or lang == "zh"):
+            sets, about_pool = pool_sets(lang, pool, args.sets, args.seed)
+            loaded = gen.backend_for(*sets[0])
+            note = (Path(models[lang]) / "STANDIN.txt")
+            about = note.read_text(encoding="utf-8").strip() if note.is_file() else loaded.name
+            print(f"{lang}/{pool}: {about}; dtype {loaded.dtype}; {about_pool} in the pool", file=sys.stderr)
+            start = time.perf_counter()
+            dump = None
+            if args.dump is not None:
+                def dump(record, _lang=lang, _pool=pool):
+                    with args.dump.open("a", encoding="utf-8") as f:
+                        f.write(json.dumps({"language": _lang, "pool": _pool, **record}, ensure_ascii=False) + "\n")
+            results[lang, pool] = measure(gen, sets, args.n, args.max_new_tokens, dump)
+            pinned[lang, pool] = pinned_speed(gen, sets[:args.speed_sets], args.n, args.max_new_tokens)
+            print(f"{lang}/{pool}: measured in {time.perf_counter() - start:.0f}s", file=sys.stderr)
+    cpu = "AVX-512 with native bf16" if _native_bf16() else "no native bf16 (AVX2 or less)"
+    print(f"\n{args.sets} sets per language and pool ({min(args.sets, args.speed_sets)} for fixed-length "
+          f"speed), n={args.n}, max_new_tokens={args.max_new_tokens}, {args.threads} torch thread(s), "
+          f"CPU: {cpu}\n")
     print(table(results, pinned))
     return 0
 

@@ -277,6 +277,20 @@ def test_api_generate_returns_candidates(client, registry):
     assert again["candidates"] == out["candidates"]
 
 
+def test_api_reports_keywords_written_as_words(client):
+    from test_keyword_words import as_words
+
+    keywords = ["hat", "eat", "sit", "long road"]
+    for seed in range(3):
+        out = client.predict(title="", keywords=keywords, api_name="/generate", keyword_mode=MODE, seed=seed,
+                             n=3, max_new_tokens=30)
+        for cand in out["candidates"]:
+            assert cand["covered"] == [kw for kw in keywords if as_words(cand["text"], kw)], cand["text"]
+            assert cand["missing"] == [kw for kw in keywords if kw not in cand["covered"]]
+            if MODE == "guaranteed":
+                assert cand["missing"] == []
+
+
 def test_api_only_title_and_keywords_needed(client, registry):
     info = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/generate"]
     required = [p["parameter_name"] for p in info["parameters"] if not p["parameter_has_default"]]

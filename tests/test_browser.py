@@ -8,6 +8,7 @@ import re
 
 import pytest
 from browser_support import NEEDS_CHROMIUM, SHOTS, TIMEOUT_MS, launch_app
+from test_keyword_words import WORD, as_words
 
 pytestmark = NEEDS_CHROMIUM
 
@@ -113,12 +114,42 @@ def test_title_tags_generate_highlight(page):
     assert best and best in page.locator("#tg-cards .tg-text").first.inner_text()
     if guaranteed_available():
         for i in range(3):
-            marked = {m.lower() for m in cards.nth(i).locator("mark.tg-kw").all_inner_texts()}
-            assert marked == {"sea", "long road", "lightning"}
+            marks = cards.nth(i).locator("mark.tg-kw")
+            marked = {marks.nth(j).get_attribute("title"): marks.nth(j).inner_text() for j in range(marks.count())}
+            assert set(marked) == {"sea", "long road", "lightning"}
+            assert all(as_words(text, kw) for kw, text in marked.items()), marked
             assert "3/3" in cards.nth(i).inner_text()
     else:
         assert page.locator("#tg-cards .tg-summary").count() == 3
     shot(page, "generate-en")
+
+
+def test_highlighted_keywords_are_whole_words(page):
+    """Short keywords hide inside longer words ("hat" in "that"): what the cards mark is a
+    word, and the ✓ chips count exactly the marked keywords."""
+    add_tags(page, "hat, eat, sit, long road")
+    page.wait_for_function("document.querySelectorAll('#tg-keywords .token').length === 4")
+    open_sampling(page)
+    set_slider(page, "max_new_tokens", 40)
+    generate_and_wait(page)
+    cards = page.evaluate("""() => [...document.querySelectorAll('#tg-cards .tg-card')].map(card => ({
+        text: card.querySelector('.tg-text').textContent,
+        covered: [...card.querySelectorAll('.tg-covered')].map(c => c.textContent),
+        missing: [...card.querySelectorAll('.tg-missing')].map(c => c.textContent),
+        marks: [...card.querySelectorAll('mark.tg-kw')].map(m => [m.title, m.textContent,
+            m.previousSibling ? m.previousSibling.textContent.slice(-1) : '',
+            m.nextSibling ? m.nextSibling.textContent.slice(0, 1) : ''])}))""")
+    assert len(cards) == 3
+    for card in cards:
+        assert sorted(card["covered"]) == sorted(kw for kw, *_ in card["marks"])
+        for kw, text, before, after in card["marks"]:
+            assert as_words(text, kw), (kw, text)
+            assert not re.match(WORD, before) and not re.match(WORD, after), (kw, before, text, after)
+        for kw in card["missing"]:
+            assert not as_words(card["text"], kw), (kw, card["text"])
+        if guaranteed_available():
+            assert card["missing"] == []
+    shot(page, "generate-short-keywords")
 
 
 def test_chinese_example_with_other_model(page, app_registry, bert_zh_model_dir):

@@ -54,7 +54,7 @@ def test_a_keyword_inside_another_word_is_not_written(text, keyword):
     ("they dances", "dance", "dances"), ("dancing", "dance", "dancing"), ("danced", "dance", "danced"),
     ("boxes", "box", "boxes"), ("two cities", "city", "cities"), ("runners", "run", "runners"),
     ("a long\n  road", "long road", "long\n  road"), ("in New Orleans.", "new orleans", "New Orleans"),
-    ("well-known", "known", "known"), ("用AI写诗", "AI", "AI"), ("C++ and", "C++", "C++"),
+    ("well-known", "known", "known"), ("a hat-trick", "hat", "hat"), ("用AI写诗", "AI", "AI"), ("C++ and", "C++", "C++"),
     ("明月光", "明月", "明月"), ("低头思故乡。", "故乡", "故乡"), ("Москва!", "москва", "Москва"),
 ])
 def test_a_keyword_standing_as_a_word_is_written(text, keyword, found):
@@ -103,6 +103,35 @@ def test_that_leaves_hat_pending_and_hatch_unwrites_it(gens):
     proc = _processor(gen, "guaranteed", ["hat"], max_new_tokens=40)
     _feed(proc, _ids(gen, "a hat."))
     assert proc.rows[0].pending == [] and proc.rows[0].open == []
+
+
+def test_a_space_after_a_keyword_ends_it_though_decoding_strips_it(gens):
+    gen = gens["bpe"]
+    proc = _processor(gen, "guaranteed", ["hat", "sea"], max_new_tokens=40)
+    _feed(proc, _ids(gen, "a hat\n"))
+    assert proc.rows[0].pending == [1] and proc.rows[0].open == []
+    # a carriage return is dropped by decoding, so it ends nothing: "hat\rode" reads "hatode"
+    proc = _processor(gen, "guaranteed", ["hat", "sea"], max_new_tokens=40)
+    _feed(proc, _ids(gen, "a hat\r"))
+    assert proc.rows[0].open == [0]
+    _feed(proc, _ids(gen, "a hat\rode"))
+    assert proc.rows[0].pending == [0, 1] and proc.rows[0].open == []
+
+
+def test_a_forced_token_stays_the_only_choice_at_any_temperature(gens):
+    """Forcing a token the model (or a rule before us) had ruled out, at the budget's end, must
+    leave one finite logit that survives a low temperature, never a row of -inf."""
+    from transformers.generation.logits_process import TemperatureLogitsWarper
+
+    gen = gens["bpe"]
+    proc = _processor(gen, "guaranteed", ["hat"], max_new_tokens=3)
+    firsts = [v.ids[0] for v in proc.forms[0].variants]
+    ids = _ids(gen, "the sea")[:2]
+    scores = torch.zeros(1, len(proc.tokenizer))
+    scores[0, firsts] = float("-inf")
+    out = proc(torch.tensor([[5] + ids]), scores)
+    out = TemperatureLogitsWarper(0.05)(None, out)
+    assert torch.isfinite(out).sum() == 1 and int(torch.isfinite(out[0]).nonzero()) in firsts
 
 
 def test_no_letter_may_join_a_keyword_the_budget_could_not_write_again(gens):

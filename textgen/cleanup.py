@@ -21,6 +21,12 @@ _SPACE_CJK_LATIN = re.compile(rf"(?<={_CJK_CHAR}) +(?=\w)|(?<=\w) +(?={_CJK_CHAR
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
+def visible(text: str) -> str:
+    """The text without what `decode_text` drops anywhere in it: unfinished bytes (U+FFFD) and
+    control characters other than tab and newline."""
+    return _CONTROL.sub("", text.replace("\ufffd", ""))
+
+
 def spaces_between_cjk(tokenizer) -> bool:
     """True for tokenizers (BERT WordPiece) that decode two CJK characters with a space between."""
     vocab = tokenizer.get_vocab()
@@ -47,7 +53,7 @@ def decode_text(tokenizer, ids: Sequence[int], *, end_ids: Iterable[int], strip_
                             clean_up_tokenization_spaces=False)
     # Byte-level BPE can emit half of a multi-byte character (mid-stream, or from a weak model);
     # it decodes to U+FFFD, which a reader should never see.
-    text = _CONTROL.sub("", text.replace("\ufffd", ""))
+    text = visible(text)
     if strip_cjk_spaces:
         text = _SPACE_BETWEEN_CJK.sub("", text)
         text = _SPACE_CJK_LATIN.sub("", text)

@@ -47,6 +47,7 @@ from typing import Any
 import torch
 from transformers import LogitsProcessor
 
+from .cleanup import decode_text, spaces_between_cjk, visible
 from .coverage import Written, find_keyword, is_word_char, matched_as_substring, word_forms, written
 from .lang import has_cjk
 
@@ -200,8 +201,6 @@ def tokens_needed(tokenizer, keywords: Sequence[str], *, decode: Decode, end_ids
 
 def default_decode(tokenizer, end_ids: Sequence[int]) -> Decode:
     """The decoding `Generator` applies to a candidate's ids (for callers that pass none)."""
-    from .cleanup import decode_text, spaces_between_cjk
-
     strip = spaces_between_cjk(tokenizer)
     return lambda ids: decode_text(tokenizer, ids, end_ids=end_ids, strip_cjk_spaces=strip)
 
@@ -281,6 +280,15 @@ class KeywordProcessor(LogitsProcessor):
             text = self._texts[tid] = _raw_decode(self.tokenizer, [tid])
         return text
 
+    def _last_char(self, row: _Row) -> str:
+        """The row's last character as a reader will see it ("" at the start): a token of
+        unfinished bytes or of a control character that decoding drops ("\\r") shows nothing."""
+        for tid in reversed(row.ids[-_TAIL_SLACK:]):
+            text = visible(self._text(tid))
+            if text:
+                return text[-1]
+        return ""
+
     def _observe(self, row: _Row, tid: int) -> None:
         if row.finished:
             return
@@ -342,6 +350,8 @@ class KeywordProcessor(LogitsProcessor):
             states.update((k, written(full, self.forms[k].keyword)) for k in hits)
         if not states:
             return
+        if self._last_char(row).isspace():  # decoding strips it, yet it ends the word
+            states = {k: Written.YES if s == Written.AT_END else s for k, s in states.items()}
         row.pending = sorted(k for k in keys if states.get(k, Written.NO) == Written.NO)
         row.open = [k for k in keys if states.get(k) == Written.AT_END]
 
@@ -351,8 +361,8 @@ class KeywordProcessor(LogitsProcessor):
         for the other pending keywords' shortest variants, and a word keyword stays a word
         (never glued to a letter before it). Clean: it reads naturally here, i.e. a word of
         its own after a word, no stray space at the start or inside Chinese."""
-        last = self._text(row.ids[-1])[-1:] if row.ids else ""
-        at_word_start = not row.ids or last.isspace()
+        last = self._last_char(row)
+        at_word_start = not last or last.isspace()
         after_letter = is_word_char(last)
         fitting, clean = [], []
         for k in row.pending:
@@ -526,9 +536,10 @@ class KeywordProcessor(LogitsProcessor):
                 scores[rows, ends[None, :]] += math.log1p(-SOFT_END_TRANSFER)
         if plan.forced:
             rows, toks = (torch.tensor(x, device=dev) for x in zip(*plan.forced))
-            keep = scores[rows, toks].clamp(min=torch.finfo(scores.dtype).min)
             scores[rows] = float("-inf")  # top-k/top-p keep the maximum, so this survives them
-            scores[rows, toks] = keep
+            # its value is moot as the only finite one, but must stay finite through any
+            # temperature (a blocked token's -inf, or the dtype's minimum ÷ 0.9, would not)
+            scores[rows, toks] = 0.0
         return scores
 
 
