@@ -146,10 +146,31 @@ def test_no_letter_may_join_a_keyword_the_budget_could_not_write_again(gens):
         text = tokenizer.decode(ids + [tid], skip_special_tokens=True)
         assert find_keyword(text, "hat") is not None, repr(text)
     assert len(allowed) > 10 and _ids(gen, ".")[0] in allowed
-    # with room to write it again, the model may glue and the keyword goes back to pending
-    proc = _processor(gen, "guaranteed", ["hat"], max_new_tokens=len(ids) + 10)
+    # an inflected keyword a token later, with room to write it again: the model may glue on
+    # (and the keyword would go back to pending); the budget is long enough that nothing is forced
+    ids = _ids(gen, "the sea hats")
+    proc = _processor(gen, "guaranteed", ["hat"], max_new_tokens=len(ids) + 60)
     out = _feed(proc, ids)
-    assert torch.isfinite(out[0]).all()
+    assert proc.rows[0].open == [0] and proc.rows[0].sealed == [] and torch.isfinite(out[0]).all()
+
+
+def test_a_keyword_we_wrote_is_closed_by_the_next_token(gens):
+    gen = gens["bpe"]
+    tokenizer = gen._fixed.loaded.tokenizer
+    proc = _processor(gen, "guaranteed", ["lightning", "sea"], max_new_tokens=60)
+    ids, vocab = [], len(tokenizer)
+    for _ in range(60):  # the model is indifferent; the processor starts "lightning" when it likes
+        out = proc(torch.tensor([[5] + ids]), torch.zeros(1, vocab))
+        finite = torch.isfinite(out[0]).nonzero().flatten().tolist()
+        ids.append(finite[0] if len(finite) == 1 else _ids(gen, " the")[0])
+        if proc.rows[0].open:
+            break
+    assert proc.rows[0].open == [0] and proc.rows[0].sealed == [0], tokenizer.decode(ids)
+    out = proc(torch.tensor([[5] + ids]), torch.zeros(1, vocab))
+    allowed = torch.isfinite(out[0]).nonzero().flatten().tolist()
+    assert len(allowed) > 10
+    for tid in allowed:
+        assert find_keyword(tokenizer.decode(ids + [tid], skip_special_tokens=True), "lightning"), tid
 
 
 def test_forced_keywords_are_written_as_words_after_a_letter(gens):

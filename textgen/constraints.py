@@ -28,8 +28,8 @@ with and without a leading space, and as a continuation after a word — which c
 vocabularies. Variants are checked by decoding them. A Latin keyword is only ever started
 as a word of its own (after a space, punctuation or the start; after a letter, only a
 variant that brings its own space), and until a token after it ends the word it is held
-open: a letter glued onto it ("hat" → "hatch") unwrites it, and where the budget could not
-write it again, such letters are not allowed.
+open: a letter glued onto it ("hat" → "hatch") unwrites it. Such letters are not allowed
+right after a keyword we wrote, nor where the budget could not write it again.
 
 transformers applies custom processors *before* its temperature/top-k/top-p warpers
 (`GenerationMixin._get_logits_processor`). A forced token is therefore made the only
@@ -232,6 +232,8 @@ class _Row:
     # keywords written only as the text's last word so far (`Written.AT_END`): a glued letter
     # would unwrite them; the budget counts them as written
     open: list[int] = field(default_factory=list)
+    # open keywords this processor finished writing at the row's last token
+    sealed: list[int] = field(default_factory=list)
     finished: bool = False
     # keyword variants being written: their first `depth` tokens are the row's last tokens
     partial: list[tuple[int, Variant]] = field(default_factory=list)
@@ -296,6 +298,7 @@ class KeywordProcessor(LogitsProcessor):
             row.finished = True
             return
         row.ids.append(tid)
+        row.sealed = []
         if not row.partial and tid not in row.offered:  # the common case: no keyword under way
             row.offered = {}
             if row.open or (row.pending and self._could_complete(tid, row.pending)):
@@ -308,10 +311,11 @@ class KeywordProcessor(LogitsProcessor):
         elif tid in row.offered:
             row.partial, row.depth = list(row.offered[tid]), 1
         row.offered = {}
-        completed = any(len(v.ids) == row.depth for _, v in row.partial)
+        finished = [k for k, v in row.partial if len(v.ids) == row.depth]
         row.partial = [(k, v) for k, v in row.partial if len(v.ids) > row.depth]
-        if row.open or (row.pending and (completed or self._could_complete(tid, row.pending))):
+        if row.open or (row.pending and (finished or self._could_complete(tid, row.pending))):
             self._detect(row)
+        row.sealed = [k for k in finished if k in row.open]
         row.partial = [(k, v) for k, v in row.partial if k in row.pending]
         if not row.partial:
             row.depth = 0
@@ -396,8 +400,12 @@ class KeywordProcessor(LogitsProcessor):
                 plan.forced.append((r, self._best(scores, r, nexts)))
                 continue
             need = sum(self.forms[k].min_len for k in row.pending)
-            if self.guaranteed and row.open and remaining - 1 < need + sum(self.forms[k].min_len for k in row.open):
-                plan.unglued.append(r)  # no room to write an unwritten keyword again
+            # A keyword just written by us is closed by the next token (measured: letting the
+            # model glue on "-ly" or "-ness" and writing the keyword again cost more fluency);
+            # one the model wrote itself is closed so only when the budget could not write it again.
+            if self.guaranteed and row.open and (
+                    row.sealed or remaining - 1 < need + sum(self.forms[k].min_len for k in row.open)):
+                plan.unglued.append(r)
             if not row.pending:
                 continue
             fitting, clean = self._options(row, remaining, need)
