@@ -377,6 +377,13 @@ def table(results: dict[str, dict[str, Tally]], pinned: dict[str, dict[str, floa
     return "\n".join(lines)
 
 
+def _dumper(path: Path, language: str, pool: str):
+    def dump(record: dict) -> None:
+        with path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"language": language, "pool": pool, **record}, ensure_ascii=False) + "\n")
+    return dump
+
+
 def _native_bf16() -> bool:
     try:
         flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
@@ -425,11 +432,7 @@ def main(argv: list[str] | None = None) -> int:
             about = note.read_text(encoding="utf-8").strip() if note.is_file() else loaded.name
             print(f"{lang}/{pool}: {about}; dtype {loaded.dtype}; {about_pool} in the pool", file=sys.stderr)
             start = time.perf_counter()
-            dump = None
-            if args.dump is not None:
-                def dump(record, _lang=lang, _pool=pool):
-                    with args.dump.open("a", encoding="utf-8") as f:
-                        f.write(json.dumps({"language": _lang, "pool": _pool, **record}, ensure_ascii=False) + "\n")
+            dump = _dumper(args.dump, lang, pool) if args.dump is not None else None
             results[lang, pool] = measure(gen, sets, args.n, args.max_new_tokens, dump)
             pinned[lang, pool] = pinned_speed(gen, sets[:args.speed_sets], args.n, args.max_new_tokens)
             print(f"{lang}/{pool}: measured in {time.perf_counter() - start:.0f}s", file=sys.stderr)

@@ -16,8 +16,8 @@ import app
 import textgen.coverage as coverage_module
 import textgen.generator as generator_module
 from textgen import Generator
-from textgen.constraints import Constraints, build_constraints, keyword_forms
-from textgen.coverage import Span, Written, coverage, find_keyword, written
+from textgen.constraints import Constraints, keyword_forms
+from textgen.coverage import Written, coverage, find_keyword, written
 
 from test_constraints import _processor
 
