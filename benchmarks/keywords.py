@@ -159,7 +159,7 @@ def pool_sets(language: str, pool: str, count: int, seed: int) -> tuple[list[tup
 
 
 # -- the word rule, written here independently of textgen.coverage ------------------------------
-_LETTER = r"[^\W_\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]"
+LETTER = r"[^\W_\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]"
 
 
 def as_word(text: str, keyword: str) -> bool:
@@ -174,7 +174,7 @@ def as_word(text: str, keyword: str) -> bool:
     allowed = ({last + e for e in endings} | {last + last[-1] + e for e in ("ing", "ed", "er", "ers")}
                | {last[:-1] + e for e in ("ing", "ies", "ied", "ier", "iers")})
     lead = "".join(re.escape(w) + r"\s+" for w in head)
-    return any(m.group(1) in allowed for m in re.finditer(rf"(?<!{_LETTER}){lead}({_LETTER}*)", text.lower()))
+    return any(m.group(1) in allowed for m in re.finditer(rf"(?<!{LETTER}){lead}({LETTER}*)", text.lower()))
 
 
 def as_substring(text: str, keyword: str) -> bool:
