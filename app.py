@@ -12,8 +12,14 @@ returns ``Result.to_dict()``; every other input is optional (see `build_app`).
 Environment (gradio reads GRADIO_SERVER_NAME / GRADIO_SERVER_PORT itself):
   TEXTGEN_HOME          data folder (default ./runs, or /data/textgen where /data exists)
   TEXTGEN_EXTRA_MODELS  local model folders to offer, separated by ":" (tests, private models)
-  TEXTGEN_QUEUE_SIZE    requests that may wait in the queue (default 16); more get "Queue is full"
+  TEXTGEN_QUEUE_SIZE    requests that may wait for a generation slot (default 16); more get "busy"
   TEXTGEN_CONCURRENCY   generations that run at once (default 1)
+  TEXTGEN_MAX_REQUEST_TOKENS  n × max_new_tokens allowed per request (default 2048)
+  TEXTGEN_MAX_SECONDS   wall time of one generation (default 60); the texts so far are kept
+  TEXTGEN_BEHIND_PROXY  1: take the client's address from X-Forwarded-For (set on Spaces)
+
+Fair share: a browser session or API client may have 2 requests waiting or running, one
+network address 6; the next free slot goes to the client served least recently (`FairSlots`).
 
 UI text is bilingual in place ("Title 标题") rather than switched by language.
 """
@@ -22,6 +28,7 @@ from __future__ import annotations
 import html
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
@@ -34,6 +41,7 @@ from textgen.keywords import MAX_KEYWORDS, parse_keywords
 from textgen.loading import BUILTIN_DIR, ModelLoadError
 from textgen.params import KEYWORD_MODES, GenerationParams, param_specs
 from textgen.prompt import MAX_TITLE_CHARS, check_title
+from textgen.slots import Busy, FairSlots, SlotLimits
 
 try:  # ZeroGPU on Hugging Face Spaces: GPU work must run inside a spaces.GPU function
     import spaces
@@ -44,7 +52,13 @@ log = logging.getLogger("textgen.app")
 
 QUEUE_SIZE = 16
 CONCURRENCY = 1  # textgen samples one request at a time anyway (seeded RNG lock)
+POLL_S = 0.1  # how often a loading or waiting request looks up (and yields, to notice a gone client)
 MAX_FILE_SIZE = "20mb"
+# Gradio keeps each session's UI state (~170 kB) for its 10,000 most recent sessions unless told
+# otherwise; a client that invents a session per request would grow the app by gigabytes.
+SESSION_CAPACITY = 256
+PURGE = (60, 600)  # every minute, delete cached files (uploads, downloads) older than 10 minutes
+UPLOAD_LIMIT_MB = 512  # all uploads together; more is answered "busy" until the purge frees space
 GPU_SECONDS = 120  # ZeroGPU reservation per call
 STREAM_EVERY_S = 0.1  # at most ~10 page updates a second while streaming
 SPECS = param_specs()
@@ -102,6 +116,21 @@ def _keyword_text(words: Sequence[str]) -> str:
     return "\n".join(words) + "\n"
 
 
+@dataclass(frozen=True)
+class ServeLimits:
+    """What one request may ask of this server, on top of `GenerationParams`' own bounds."""
+
+    request_tokens: int = 2048  # n × max_new_tokens: 8 × 256, 4 × 512 …
+    seconds: float = 60.0  # wall time of one generation; the texts so far are kept
+    load_seconds: float = 120.0  # a request waits this long for its model to load
+
+    @classmethod
+    def from_env(cls) -> "ServeLimits":
+        d = cls()
+        return cls(request_tokens=_env_int("TEXTGEN_MAX_REQUEST_TOKENS", d.request_tokens),
+                   seconds=float(_env_int("TEXTGEN_MAX_SECONDS", int(d.seconds))))
+
+
 @dataclass
 class Request:
     """A checked generation request."""
@@ -112,8 +141,9 @@ class Request:
 
 
 def check_request(title: Any, keywords: Any, keyword_mode: Any, *, modes: Sequence[str],
-                  **numbers: Any) -> Request:
+                  limits: ServeLimits | None = None, **numbers: Any) -> Request:
     """Validate every input server-side; raises gr.Error naming the field."""
+    limits = limits or ServeLimits()
     try:
         title = check_title(title)
         words = keyword_list(keywords)
@@ -121,6 +151,12 @@ def check_request(title: Any, keywords: Any, keyword_mode: Any, *, modes: Sequen
             raise ValueError(f"keyword_mode: {keyword_mode!r} is not available yet; "
                              f"choose one of {', '.join(modes)}")
         params = GenerationParams(keyword_mode=keyword_mode, **numbers)
+        if params.n * params.max_new_tokens > limits.request_tokens:
+            raise ValueError(f"max_new_tokens: n × max_new_tokens may be at most {limits.request_tokens} per "
+                             f"request here, got {params.n} × {params.max_new_tokens} = "
+                             f"{params.n * params.max_new_tokens}; ask for fewer candidates or shorter texts "
+                             f"候选数 × 最大长度超出上限")
+        params = params.replace(max_seconds=min(params.max_seconds, limits.seconds))
     except (ValueError, TypeError) as exc:
         raise gr.Error(str(exc), title="Invalid input 输入有误", print_exception=False) from None
     if not title and not words:
@@ -189,18 +225,28 @@ def _status(text: str) -> str:
 
 # -- handlers -------------------------------------------------------------------------------
 class GenerateHandlers:
-    """The Generate tab's and the API's server-side functions, testable without a server."""
+    """The Generate tab's and the API's server-side functions, testable without a server.
 
-    def __init__(self, registry: ModelRegistry, modes: Sequence[str] | None = None) -> None:
+    Every request takes the same path (`_run`): checked, its model loaded in a thread of its
+    own (never inside a generation slot), then in line at `FairSlots` for its turn, then
+    streamed. Each step of that path yields, so a client that stops or goes away is noticed
+    at the next yield (gradio closes the generator) and frees its place at once."""
+
+    def __init__(self, registry: ModelRegistry, modes: Sequence[str] | None = None, *,
+                 limits: ServeLimits | None = None, slots: FairSlots | None = None) -> None:
         self.registry = registry
         self.modes = list(modes) if modes is not None else available_keyword_modes()
+        self.limits = limits or ServeLimits()
+        self.slots = slots or FairSlots(SlotLimits())
         # ZeroGPU pickles arguments into a GPU worker: hand it the model id, never the model.
         self._gpu_stream = spaces.GPU(duration=GPU_SECONDS)(self._stream_by_id) if spaces else None
-        self._gpu_generate = spaces.GPU(duration=GPU_SECONDS)(self._generate_by_id) if spaces else None
 
     @property
     def default_mode(self) -> str:
         return self.modes[0]
+
+    def check(self, title: Any, keywords: Any, keyword_mode: Any, **numbers: Any) -> Request:
+        return check_request(title, keywords, keyword_mode, modes=self.modes, limits=self.limits, **numbers)
 
     def entry(self, model: Any, owner: str | None) -> ModelEntry:
         try:
@@ -215,67 +261,142 @@ class GenerateHandlers:
         except (ModelLoadError, UnknownModelError) as exc:
             raise gr.Error(str(exc), title="Model not available 模型不可用", print_exception=False) from None
 
-    def _stream_by_id(self, model_id: str, owner: str | None, title: str, keywords: str,
+    def _stream_by_id(self, model_id: str, owner: str | None, title: str, keywords: list[str],
                       params: GenerationParams) -> Iterator[Any]:
         yield from self.registry.get(model_id, owner).stream(title, keywords, params)
 
-    def _generate_by_id(self, model_id: str, owner: str | None, title: str, keywords: str,
-                        params: GenerationParams):
-        return self.registry.get(model_id, owner).generate(title, keywords, params)
+    # -- the one path every request takes -------------------------------------------------------
+    def _load(self, entry: ModelEntry, owner: str | None) -> Iterator[Any]:
+        """Yields None while the model loads (in its own thread), then the generator."""
+        if entry.id in self.registry.cached_ids():
+            yield self.generator(entry, owner)
+            return
+        box: dict[str, Any] = {}
+        done = threading.Event()
 
+        def work() -> None:
+            try:
+                box["gen"] = self.registry.get(entry.id, owner)
+            except BaseException as exc:  # handed to the request, which re-raises it
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name="textgen-load", daemon=True).start()
+        deadline = time.monotonic() + self.limits.load_seconds
+        yield None
+        while not done.wait(POLL_S):
+            if time.monotonic() > deadline:
+                raise gr.Error(f"model: loading {entry.label} takes more than {self.limits.load_seconds:.0f} s; "
+                               "try again in a minute (it goes on loading) 模型加载较慢，请稍后再试",
+                               title="Model not available 模型不可用", print_exception=False)
+            yield None
+        if "error" in box:
+            exc = box["error"]
+            if isinstance(exc, (ModelLoadError, UnknownModelError)):
+                raise gr.Error(str(exc), title="Model not available 模型不可用", print_exception=False) from None
+            raise exc
+        yield box["gen"]
+
+    def _run(self, entry: ModelEntry, owner: str | None, req: Request, request: Any) -> Iterator[tuple[str, Any]]:
+        """("loading", None) … ("waiting", position) … ("start", None), ("text", StreamEvent) …,
+        ("done", Result)."""
+        try:
+            ticket = self.slots.enter(session=owner, address=client_address(request))
+        except Busy as exc:
+            raise gr.Error(str(exc), title="Busy 忙", print_exception=False) from None
+        try:
+            gen = None
+            for gen in self._load(entry, owner):
+                if gen is None:
+                    yield "loading", None
+            ticket.mark_ready()
+            while not ticket.wait(POLL_S):
+                yield "waiting", ticket.position
+            yield "start", None
+            events = (self._gpu_stream(entry.id, owner, req.title, req.keywords, req.params) if self._gpu_stream
+                      else gen.stream(req.title, req.keywords, req.params))
+            try:
+                for event in events:
+                    if event.done:
+                        _label_result(event.result, entry)
+                        yield "done", event.result
+                    else:
+                        yield "text", event
+            except (ValueError, NotImplementedError, ModelLoadError) as exc:
+                raise gr.Error(str(exc), title="Generation failed 生成失败", print_exception=False) from None
+            finally:
+                events.close()  # Stop / a closed tab / a gone API client: stop sampling now
+        finally:
+            ticket.release()
+
+    # -- the Generate tab -------------------------------------------------------------------
     def stream(self, model: str, title: str, keywords: Any, keyword_mode: str, n: float,
                max_new_tokens: float, temperature: float, top_k: float, top_p: float,
                repetition_penalty: float, seed: float | None, random_seed: bool,
                request: gr.Request | None = None) -> Iterator[tuple]:
         """Generate-button handler. Yields (cards html, best text, status, seed)."""
         owner = owner_from_request(request)
-        req = check_request(title, keywords, keyword_mode, modes=self.modes, n=n,
-                            max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                            top_p=top_p, repetition_penalty=repetition_penalty,
-                            seed=None if random_seed or seed is None else seed)
+        req = self.check(title, keywords, keyword_mode, n=n, max_new_tokens=max_new_tokens,
+                         temperature=temperature, top_k=top_k, top_p=top_p,
+                         repetition_penalty=repetition_penalty,
+                         seed=None if random_seed or seed is None else seed)
         entry = self.entry(model, owner)
-        if entry.id not in self.registry.cached_ids():
-            yield (gr.skip(), gr.skip(), _status(f"Loading {entry.label} … 正在加载模型"), gr.skip())
-        gen = self.generator(entry, owner)
-        started = time.monotonic()
-        yield (render_stream([""] * req.params.n, req.keywords), "", _status("Generating … 生成中"), gr.skip())
-        words = _keyword_text(req.keywords)
-        events = (self._gpu_stream(entry.id, owner, req.title, words, req.params) if self._gpu_stream
-                  else gen.stream(req.title, words, req.params))
-        last = 0.0
-        try:
-            for event in events:
-                if event.done:
-                    result = event.result
-                    took = time.monotonic() - started
-                    yield (render_result(result, req.keywords), result[0].text if result else "",
-                           _status(f"{result.model} · seed {result.seed} · {len(result)} candidates 候选 · "
-                                   f"{took:.1f} s"), result.seed)
-                elif time.monotonic() - last >= STREAM_EVERY_S:
-                    last = time.monotonic()
-                    yield (render_stream(event.texts, req.keywords), gr.skip(), gr.skip(), gr.skip())
-        except (ValueError, NotImplementedError, ModelLoadError) as exc:
-            raise gr.Error(str(exc), title="Generation failed 生成失败", print_exception=False) from None
-        finally:
-            events.close()  # Stop / a closed tab: stop sampling now, free the slot
+        started, last = time.monotonic(), 0.0
+        for kind, value in self._run(entry, owner, req, request):
+            if kind == "loading":
+                yield (gr.skip(), gr.skip(), _status(f"Loading {entry.label} … 正在加载模型"), gr.skip())
+            elif kind == "waiting":
+                yield (gr.skip(), gr.skip(), _status(f"Waiting for a free slot: {value} ahead … "
+                                                     f"排队中，前面还有 {value} 个"), gr.skip())
+            elif kind == "start":
+                started = time.monotonic()
+                yield (render_stream([""] * req.params.n, req.keywords), "", _status("Generating … 生成中"), gr.skip())
+            elif kind == "text" and time.monotonic() - last >= STREAM_EVERY_S:
+                last = time.monotonic()
+                yield (render_stream(value.texts, req.keywords), gr.skip(), gr.skip(), gr.skip())
+            elif kind == "done":
+                took = time.monotonic() - started
+                note = (f" · stopped at the {self.limits.seconds:.0f} s limit 已达时间上限"
+                        if value.stopped == "time_limit" else "")
+                yield (render_result(value, req.keywords), value[0].text if value else "",
+                       _status(f"{value.model} · seed {value.seed} · {len(value)} candidates 候选 · "
+                               f"{took:.1f} s{note}"), value.seed)
+
+    # -- the /generate API ------------------------------------------------------------------
+    def generate_events(self, model: str, title: Any, keywords: Any, keyword_mode: Any,
+                        owner: str | None = None, request: Any = None, **numbers: Any) -> Iterator[dict[str, Any]]:
+        """The /generate API: progress as {"done": false, "status": …}, at least every
+        `POLL_S` (so that a client that went away is noticed), then `Result.to_dict()` with
+        "done": true."""
+        req = self.check(title, keywords, keyword_mode, **numbers)
+        entry = self.entry(model, owner)
+        last, tokens = 0.0, 0
+        for kind, value in self._run(entry, owner, req, request):
+            if kind == "done":
+                yield {**value.to_dict(), "done": True}
+                return
+            tokens += kind == "text"
+            if kind != "text" or time.monotonic() - last >= STREAM_EVERY_S:
+                last = time.monotonic()
+                status = {"loading": "loading", "waiting": "waiting", "start": "generating",
+                          "text": "generating"}[kind]
+                yield {"done": False, "status": status, "position": value if kind == "waiting" else 0,
+                       "tokens": tokens}
 
     def generate(self, model: str, title: Any, keywords: Any, keyword_mode: Any,
                  owner: str | None = None, **numbers: Any) -> dict[str, Any]:
-        """The /generate API: all candidates at once, as `Result.to_dict()`."""
-        req = check_request(title, keywords, keyword_mode, modes=self.modes, **numbers)
-        entry = self.entry(model, owner)
-        gen = self.generator(entry, owner)
-        words = _keyword_text(req.keywords)
-        try:
-            result = (self._gpu_generate(entry.id, owner, req.title, words, req.params)
-                      if self._gpu_generate else gen.generate(req.title, words, req.params))
-        except (ValueError, NotImplementedError, ModelLoadError) as exc:
-            raise gr.Error(str(exc), title="Generation failed 生成失败", print_exception=False) from None
-        return result.to_dict()
+        """The /generate API's final answer, for callers in this process."""
+        final: dict[str, Any] = {}
+        for final in self.generate_events(model, title, keywords, keyword_mode, owner, **numbers):
+            pass
+        return final
 
     def refresh_models(self, request: gr.Request | None = None):
-        """The model dropdown's choices for this user (their own fine-tuned models included)."""
-        return gr.update(choices=self.registry.choices(owner_from_request(request)))
+        """The model dropdown's choices for this user (their own fine-tuned models included);
+        its note says which models are left out and why (the hub offline)."""
+        owner = owner_from_request(request)
+        return gr.update(choices=self.registry.choices(owner), info=self.registry.hub_note(owner) or None)
 
     @staticmethod
     def split_tags(tags: Any):
@@ -288,6 +409,29 @@ class GenerateHandlers:
         if words == list(tags or []):
             return gr.skip()  # nothing to split; answering would fire `change` again
         return gr.update(value=words)
+
+
+def _label_result(result, entry: ModelEntry) -> None:
+    """Results name a fine-tuned model by its label, as the user knows it (its folder is always
+    named "model"); the others by their own names (built-in, folder, hub id)."""
+    if entry.kind == "finetuned":
+        result.model = entry.label
+
+
+def client_address(request: Any) -> str | None:
+    """The client's network address for the per-address limit. Behind a reverse proxy
+    (TEXTGEN_BEHIND_PROXY=1, or on a Hugging Face Space) every request comes from the proxy,
+    which appends the real address to X-Forwarded-For: the last entry is the one it added."""
+    if request is None:
+        return None
+    behind_proxy = os.environ.get("TEXTGEN_BEHIND_PROXY", "").strip() == "1" or "SPACE_ID" in os.environ
+    headers = getattr(request, "headers", None) or {}
+    forwarded = headers.get("x-forwarded-for", "") if behind_proxy else ""
+    if forwarded.strip():
+        return forwarded.split(",")[-1].strip()
+    client = getattr(request, "client", None)
+    return getattr(client, "host", None)
+
 
 
 # -- layout ---------------------------------------------------------------------------------
@@ -375,11 +519,14 @@ def _no_builtin_notice(registry: ModelRegistry) -> str:
             "请选择下方模型：Hub 模型需要联网，或用 `TEXTGEN_EXTRA_MODELS` 指定本地模型文件夹。")
 
 
-def build_generate_tab(registry: ModelRegistry, handlers: GenerateHandlers, *, concurrency: int) -> GenerateTab:
+def build_generate_tab(registry: ModelRegistry, handlers: GenerateHandlers, *,
+                       concurrency: int | None) -> GenerateTab:
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
+            # custom values: the registry checks every id server-side, and a session whose state
+            # gradio dropped still holds choices (its fine-tuned models) the default list lacks
             model = gr.Dropdown(registry.choices(), value=registry.default_id(), label="Model 模型",
-                                elem_id="tg-model")
+                                allow_custom_value=True, elem_id="tg-model")
             title = gr.Textbox(label="Title 标题", placeholder="e.g. 春夜 / The Storm",
                                max_length=MAX_TITLE_CHARS, elem_id="tg-title")
             keywords = gr.Dropdown(choices=SUGGESTED_KEYWORDS, value=[], multiselect=True, allow_custom_value=True,
@@ -424,7 +571,7 @@ def build_generate_tab(registry: ModelRegistry, handlers: GenerateHandlers, *, c
     return GenerateTab(model=model, handlers=handlers)
 
 
-def _api_endpoint(handlers: GenerateHandlers, registry: ModelRegistry, *, concurrency: int) -> None:
+def _api_endpoint(handlers: GenerateHandlers, registry: ModelRegistry, *, concurrency: int | None) -> None:
     s = {k: v["default"] for k, v in SPECS.items()}
     default_model, default_mode = registry.default_id() or "", handlers.default_mode
 
@@ -433,14 +580,17 @@ def _api_endpoint(handlers: GenerateHandlers, registry: ModelRegistry, *, concur
                  max_new_tokens: int = s["max_new_tokens"], temperature: float = s["temperature"],
                  top_k: int = s["top_k"], top_p: float = s["top_p"],
                  repetition_penalty: float = s["repetition_penalty"], seed: int | None = None,
-                 request: gr.Request = None) -> dict:
-        """Write texts from a title and keywords; returns {"candidates": [{"text", "covered",
-        "missing", "score"}, …], "model", "seed", …}, best candidate first. `keywords` is a list
-        or a text separated by , ， 、 ; |; `model` is a model id or label from the app's list."""
-        return handlers.generate(model, title, keywords, keyword_mode, owner_from_request(request),
-                                 n=n, max_new_tokens=max_new_tokens, temperature=temperature,
-                                 top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
-                                 seed=seed)
+                 request: gr.Request = None) -> Iterator[dict]:
+        """Write texts from a title and keywords; the final answer (what `predict` returns) is
+        {"done": true, "candidates": [{"text", "covered", "missing", "score"}, …], "model",
+        "seed", "stopped", …}, best candidate first; `submit` also sees progress
+        {"done": false, "status": "loading" | "waiting" | "generating", "position", "tokens"}.
+        `keywords` is a list or a text separated by , ， 、 ; |; `model` is a model id or label
+        from the app's list."""
+        yield from handlers.generate_events(model, title, keywords, keyword_mode, owner_from_request(request),
+                                            request, n=n, max_new_tokens=max_new_tokens,
+                                            temperature=temperature, top_k=top_k, top_p=top_p,
+                                            repetition_penalty=repetition_penalty, seed=seed)
 
     gr.api(generate, api_name="generate", concurrency_limit=concurrency, concurrency_id="generate")
 
@@ -456,10 +606,21 @@ def _add_finetune_tab(registry: ModelRegistry, generate: GenerateTab) -> None:
 
 
 def build_app(registry: ModelRegistry, *, queue_size: int = QUEUE_SIZE, concurrency: int = CONCURRENCY,
-              modes: Sequence[str] | None = None, finetune_tab: bool = True) -> gr.Blocks:
-    """The whole app, queue configured; loads no model."""
-    handlers = GenerateHandlers(registry, modes)
-    with gr.Blocks(title="textgen · 标题关键词写作") as demo:
+              modes: Sequence[str] | None = None, finetune_tab: bool = True,
+              purge: tuple[int, int] = PURGE, limits: ServeLimits | None = None,
+              slot_limits: SlotLimits | None = None) -> gr.Blocks:
+    """The whole app, queue configured; loads no model.
+
+    concurrency: generations at once; queue_size: requests that may wait for one (their
+    order is `FairSlots`', per client; gradio's queue only hands them over). purge: (every s,
+    older than s) for gradio's cached files, raw uploads and those a handler refused included."""
+    slots = FairSlots(slot_limits or SlotLimits(running=concurrency, waiting=queue_size))
+    handlers = GenerateHandlers(registry, modes, limits=limits, slots=slots)
+    # No gradio limit on generation events: each enters its handler at once, where FairSlots
+    # admits it (or answers "busy" at once) and orders the turns; gradio's FIFO would let one
+    # client's flood sit ahead of everyone.
+    admitted = None
+    with gr.Blocks(title="textgen · 标题关键词写作", delete_cache=purge) as demo:
         gr.Markdown("# textgen\nWrite a text from a title and keywords. 根据标题和关键词写作。",
                     elem_classes="tg-header")
         notice = _no_builtin_notice(registry)
@@ -467,10 +628,10 @@ def build_app(registry: ModelRegistry, *, queue_size: int = QUEUE_SIZE, concurre
             gr.Markdown(notice, elem_classes="tg-notice", elem_id="tg-notice")
         with gr.Tabs():
             with gr.Tab("Generate 生成", id="generate"):
-                tab = build_generate_tab(registry, handlers, concurrency=concurrency)
+                tab = build_generate_tab(registry, handlers, concurrency=admitted)
             if finetune_tab:
                 _add_finetune_tab(registry, tab)
-        _api_endpoint(handlers, registry, concurrency=concurrency)
+        _api_endpoint(handlers, registry, concurrency=admitted)
         demo.load(tab.refresh_models, None, tab.model, queue=False, api_visibility="private",
                   show_progress="hidden")
     # api_open=False: REST calls cannot skip the queue; gradio_client goes through it.
@@ -478,10 +639,18 @@ def build_app(registry: ModelRegistry, *, queue_size: int = QUEUE_SIZE, concurre
     return demo
 
 
-def launch_kwargs(registry: ModelRegistry) -> dict[str, Any]:
+def launch_kwargs(registry: ModelRegistry, *, session_capacity: int = SESSION_CAPACITY,
+                  upload_limit_mb: float = UPLOAD_LIMIT_MB) -> dict[str, Any]:
     """Options for `demo.launch`; the server name and port come from GRADIO_SERVER_* env vars."""
+    from starlette.middleware import Middleware
+
+    from finetune.upload_quota import UploadQuota
+
+    quota = Middleware(UploadQuota, folder=gr.utils.get_upload_folder(),
+                       limit_bytes=int(upload_limit_mb * 2**20))
     return dict(show_error=True, max_file_size=MAX_FILE_SIZE, theme=THEME, css=PAGE_CSS,
-                blocked_paths=[str(registry.home)])
+                blocked_paths=[str(registry.home)], state_session_capacity=session_capacity,
+                app_kwargs={"middleware": [quota]})
 
 
 def _env_int(name: str, default: int) -> int:
@@ -499,7 +668,7 @@ def main() -> None:
     if not registry.has_builtins():
         log.warning("no built-in model in %s; offering hub and TEXTGEN_EXTRA_MODELS models only", BUILTIN_DIR)
     demo = build_app(registry, queue_size=_env_int("TEXTGEN_QUEUE_SIZE", QUEUE_SIZE),
-                     concurrency=_env_int("TEXTGEN_CONCURRENCY", CONCURRENCY))
+                     concurrency=_env_int("TEXTGEN_CONCURRENCY", CONCURRENCY), limits=ServeLimits.from_env())
     registry.preload()  # in the background: the page is up at once, the first request waits
     demo.launch(**launch_kwargs(registry))
 

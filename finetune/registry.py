@@ -6,8 +6,8 @@ id (RELIABILITY M1). The table holds:
 
 - "auto" and the built-in models of ``assets/models`` (`textgen.loading.builtin_models()`);
 - a few hub models a user would expect (`gpt2`, `distilgpt2`, `uer/gpt2-chinese-cluecorpussmall`),
-  loaded by the real hub code when the hub is reachable; offline they fail with
-  `ModelLoadError("… no network …")`;
+  loaded by the real hub code when the hub is reachable (`HubStatus` probes it once and
+  remembers); while it is not, they are left out of `choices` and `get` refuses them at once;
 - local folders the operator lists in ``TEXTGEN_EXTRA_MODELS`` (tests, private models);
 - models fine-tuned in this app (`register_finetuned`), only from inside the data folder.
 
@@ -24,6 +24,7 @@ import os
 import re
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MAX_LABEL_CHARS = 60
+FAILED_LOAD_TTL_S = 120.0  # a failed load is answered from memory this long, then tried again
 
 # (id, label, hub repo, revision). Each is pinned to a commit, so that a repo changed on the
 # hub cannot change what the app runs or fine-tunes (the hub serves a commit's files by hash,
@@ -120,7 +122,9 @@ class ModelRegistry:
 
     def __init__(self, home: str | Path | None = None, *, extra: Iterable[str | Path] = (),
                  builtins: bool = True, hub: bool = True, cache_size: int = 2,
-                 loader: Callable[[ModelEntry], Any] = _load_generator) -> None:
+                 loader: Callable[[ModelEntry], Any] = _load_generator, hub_status: Any = None) -> None:
+        from .hub_status import HubStatus
+
         if cache_size < 1:
             raise ValueError(f"cache_size: must be at least 1, got {cache_size}")
         self.home = Path(home).expanduser().resolve() if home is not None else data_home()
@@ -130,6 +134,8 @@ class ModelRegistry:
         self._cache: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.RLock()
         self._loading: dict[str, threading.Lock] = {}
+        self._failed: dict[str, tuple[float, Exception]] = {}  # id -> (when, the load's error)
+        self.hub = hub_status if hub_status is not None else HubStatus()
         if builtins:
             self._add_builtins()
         for folder in extra:
@@ -185,8 +191,34 @@ class ModelRegistry:
             return [e for e in self._entries.values() if e.visible_to(owner)]
 
     def choices(self, owner: str | None = None) -> list[tuple[str, str]]:
-        """(label, id) pairs for a dropdown."""
-        return [(e.label, e.id) for e in self.entries(owner)]
+        """(label, id) pairs for a dropdown: hub models only while the hub is reachable (an
+        unknown state starts a probe and leaves them out until it answers)."""
+        return [(e.label, e.id) for e in self.entries(owner) if self.unavailable(e, wait=False) is None]
+
+    def unavailable(self, entry: ModelEntry, *, wait: bool = True) -> str | None:
+        """Why this model cannot be loaded now, or None. Only hub models depend on the network;
+        with HF_HUB_OFFLINE they count as available when their pinned snapshot is cached."""
+        if entry.kind != "hub":
+            return None
+        from .hub_status import offline_by_setting
+
+        if offline_by_setting() and _cached_snapshot(entry):
+            return None
+        ok = self.hub.reachable(wait=wait)
+        if ok:
+            return None
+        if ok is None:
+            return "the server is still checking whether the Hugging Face Hub can be reached"
+        return self.hub.reason() or "the Hugging Face Hub cannot be reached from this server"
+
+    def hub_note(self, owner: str | None = None) -> str:
+        """A line for the model picker when hub models are left out, else empty."""
+        hidden = [e for e in self.entries(owner) if e.kind == "hub" and self.unavailable(e, wait=False)]
+        if not hidden:
+            return ""
+        names = ", ".join(str(e.source) for e in hidden)
+        return (f"Hub models ({names}) are not offered: {self.unavailable(hidden[0], wait=False)}. "
+                f"Hub 模型暂不可用：服务器无法连接 Hugging Face Hub。")
 
     def default_id(self) -> str | None:
         """"auto" when built-ins exist, else the first local model, else the first hub model."""
@@ -252,26 +284,57 @@ class ModelRegistry:
         """The loaded `Generator` for an id or label; loads it once, then serves the cache.
 
         Concurrent callers for the same model wait for one load. Raises UnknownModelError
-        or textgen's ModelLoadError."""
+        or textgen's ModelLoadError: at once for a hub model while the hub is unreachable, and
+        from memory for `FAILED_LOAD_TTL_S` after a load failed."""
+        from textgen.loading import ModelLoadError
+
         entry = self.resolve(key, owner)
         with self._lock:
             if entry.id in self._cache:
                 self._cache.move_to_end(entry.id)
                 return self._cache[entry.id]
+            self._raise_if_failed(entry)
+        why = self.unavailable(entry)
+        if why:
+            raise ModelLoadError(f"model: {entry.label} is not available: {why}; "
+                                 "choose a built-in or local model 请选择内置或本地模型")
+        with self._lock:
             loading = self._loading.setdefault(entry.id, threading.Lock())
         with loading:  # one load per model; other models load meanwhile
             with self._lock:
                 if entry.id in self._cache:
                     self._cache.move_to_end(entry.id)
                     return self._cache[entry.id]
-            generator = self._loader(entry)
+                self._raise_if_failed(entry)  # the load we waited for failed
+            try:
+                generator = self._loader(entry)
+            except Exception as exc:
+                with self._lock:
+                    self._failed[entry.id] = (time.monotonic(), exc)
+                    self._loading.pop(entry.id, None)
+                raise
             with self._lock:
+                self._failed.pop(entry.id, None)
                 if entry.id in self._entries:  # not removed while it loaded
                     self._cache[entry.id] = generator
                     while len(self._cache) > self._cache_size:
                         self._cache.popitem(last=False)
                 self._loading.pop(entry.id, None)
         return generator
+
+    def _raise_if_failed(self, entry: ModelEntry) -> None:
+        failed = self._failed.get(entry.id)
+        if failed is None:
+            return
+        when, exc = failed
+        left = FAILED_LOAD_TTL_S - (time.monotonic() - when)
+        if left <= 0:
+            del self._failed[entry.id]
+            return
+        from textgen.loading import ModelLoadError
+
+        raise ModelLoadError(f"{exc} (this load failed {round(FAILED_LOAD_TTL_S - left)} s ago; "
+                        f"it is tried again in {max(1, round(left))} s)") from None
 
     def cached_ids(self) -> list[str]:
         """Ids of the loaded models, least recently used first."""
@@ -282,6 +345,8 @@ class ModelRegistry:
         """Load a model in a background thread so the app starts at once; the first request
         waits for this load instead of starting another. "auto" loads both languages."""
         key = key or self.default_id()
+        if any(e.kind == "hub" for e in self.entries(None)):
+            self.hub.reachable(wait=False)  # learn it now, not at the first request
 
         def work() -> None:
             if key is None:
@@ -298,3 +363,14 @@ class ModelRegistry:
         thread = threading.Thread(target=work, name="textgen-preload", daemon=True)
         thread.start()
         return thread
+
+
+def _cached_snapshot(entry: ModelEntry) -> bool:
+    """Whether the pinned revision's config is in the local hub cache."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(str(entry.source), "config.json", revision=entry.revision)
+    except Exception:  # noqa: BLE001 - an unreadable cache is no cache
+        return False
+    return isinstance(found, str)

@@ -236,9 +236,8 @@ class FinetuneHandlers:
     # settings
     def base_choices(self, owner: str | None) -> list[tuple[str, str]]:
         """Base models: built-ins, local folders, this user's fine-tuned models; hub models
-        unless the hub is switched off (HF_HUB_OFFLINE)."""
-        offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-        return [(e.label, e.id) for e in self.registry.entries(owner) if not (offline and e.kind == "hub")]
+        while the hub can be reached."""
+        return self.registry.choices(owner)
 
     def default_base(self) -> str | None:
         choices = [i for _, i in self.base_choices(None)]

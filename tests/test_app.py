@@ -19,6 +19,7 @@ import httpx  # noqa: E402
 from gradio_client import Client  # noqa: E402
 
 import app  # noqa: E402
+from finetune.hub_status import HubStatus  # noqa: E402
 from finetune.registry import ModelRegistry  # noqa: E402
 from textgen import ModelLoadError  # noqa: E402
 
@@ -176,16 +177,42 @@ def test_prompt_too_long_for_the_model_is_a_clear_error(handlers, registry):
         list(handlers.stream(*ui_args(registry.default_id(), max_new_tokens=250)))
 
 
-def test_offline_hub_model_is_a_clear_error(tmp_path):
-    def offline(entry):
-        raise ModelLoadError(f"model: could not reach the Hugging Face Hub for {entry.source!r} "
-                             "(no network: choose a built-in model or a local folder)")
+def online_registry(folder, monkeypatch, loader, **kwargs) -> ModelRegistry:
+    """A registry whose hub probe answers "reachable" (conftest switches the real hub off)."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    return ModelRegistry(folder, builtins=False, loader=loader, hub_status=HubStatus(probe=lambda: True), **kwargs)
 
-    h = app.GenerateHandlers(ModelRegistry(tmp_path, builtins=False, loader=offline), modes=["off"])
-    stream = h.stream(*ui_args("gpt2", mode="off"))
-    next(stream)  # "Loading …"
-    with pytest.raises(gr.Error, match="no network"):
-        next(stream)
+
+def test_offline_hub_model_is_refused_at_once_and_never_loaded(tmp_path, monkeypatch):
+    loads, probes = [], []
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    hub = HubStatus(probe=lambda: probes.append(1) or False)
+    reg = ModelRegistry(tmp_path, builtins=False, loader=loads.append, hub_status=hub)
+    h = app.GenerateHandlers(reg, modes=["off"])
+    started = time.monotonic()
+    for _ in range(3):
+        with pytest.raises(gr.Error, match="cannot be reached from this server"):
+            list(h.stream(*ui_args("gpt2", mode="off")))
+    assert time.monotonic() - started < 2
+    assert loads == [] and probes == [1]  # learned once, remembered
+    assert not [i for _, i in reg.choices()]  # hub models are not offered ...
+    assert "gpt2" in reg.hub_note() and "cannot be reached" in reg.hub_note()  # ... and the page says why
+
+
+def test_a_failed_load_is_remembered(tmp_path, monkeypatch):
+    calls = []
+
+    def broken(entry):
+        calls.append(entry.id)
+        raise ModelLoadError("model: could not reach the Hugging Face Hub for 'gpt2'")
+
+    h = app.GenerateHandlers(online_registry(tmp_path, monkeypatch, broken), modes=["off"])
+    for _ in range(3):
+        with pytest.raises(gr.Error, match="could not reach"):
+            list(h.stream(*ui_args("gpt2", mode="off")))
+    assert calls == ["gpt2"]
+    with pytest.raises(gr.Error, match="tried again in"):
+        list(h.stream(*ui_args("gpt2", mode="off")))
 
 
 class _EndlessGenerator:
@@ -209,7 +236,7 @@ class _EndlessGenerator:
 
 def test_closing_the_handler_stops_the_stream(tmp_path, monkeypatch):
     endless = _EndlessGenerator()
-    h = app.GenerateHandlers(ModelRegistry(tmp_path, builtins=False, loader=lambda e: endless), modes=["off"])
+    h = app.GenerateHandlers(online_registry(tmp_path, monkeypatch, lambda e: endless), modes=["off"])
     monkeypatch.setattr(app, "STREAM_EVERY_S", 0)
     stream = h.stream(*ui_args("gpt2", mode="off"))
     for update in stream:
@@ -319,7 +346,8 @@ def test_api_model_by_id_and_label(client, registry, bert_zh_model_dir):
     (dict(model="../../etc/passwd"), "model: unknown model"),
     (dict(model=str(Path.home())), "model: unknown model"),
     (dict(model="openai-community/gpt2"), "model: unknown model"),
-    (dict(model="gpt2"), "no network"),
+    (dict(model="gpt2"), "model: gpt2 · English · Hugging Face Hub is not available"),
+    (dict(n=8, max_new_tokens=300), "max_new_tokens: n × max_new_tokens may be at most 2048"),
 ])
 def test_api_bad_inputs_get_errors_naming_the_field(client, change, field):
     values = dict(title="Storm", keywords=["sea"], keyword_mode="off", max_new_tokens=8)
@@ -376,33 +404,40 @@ def test_page_is_served_with_both_languages(server):
 
 
 class _Blocking:
-    """A generator that holds its worker until released: fills the queue deterministically."""
+    """A generator that holds its slot until released: fills the queue deterministically."""
+
+    name = "blocking"
 
     def __init__(self, release: threading.Event):
         self.release = release
 
-    def generate(self, title, keywords, params):
-        from textgen.generator import Result
+    def stream(self, title, keywords, params):
+        from textgen.generator import Result, StreamEvent
 
-        assert self.release.wait(60)
-        return Result([], model="blocking", prompt_style="plain", seed=0, title=title, keywords=[])
+        while not self.release.wait(0.05):
+            yield StreamEvent([""] * params.n)
+        result = Result([], model="blocking", prompt_style="plain", seed=0, title=title, keywords=[])
+        yield StreamEvent([], done=True, result=result)
 
 
-def test_full_queue_refuses_at_once_and_earlier_jobs_finish(tmp_path):
+def test_full_queue_refuses_at_once_and_earlier_jobs_finish(tmp_path, monkeypatch):
     release = threading.Event()
-    reg = ModelRegistry(tmp_path, builtins=False, loader=lambda e: _Blocking(release))
+    reg = online_registry(tmp_path, monkeypatch, lambda e: _Blocking(release))
     demo = app.build_app(reg, queue_size=2, concurrency=1, modes=["off"])
     url = launch(demo, reg)
     try:
-        client = Client(url, verbose=False)
-        jobs = [client.submit(title=f"t{i}", keywords="sea", api_name="/generate") for i in range(6)]
+        clients = [Client(url, verbose=False) for _ in range(6)]  # six users: one request each
+        jobs = []
+        for i, client in enumerate(clients):
+            jobs.append(client.submit(title=f"t{i}", keywords="sea", api_name="/generate"))
+            time.sleep(0.2)  # in order: the first three are admitted
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and sum(j.done() for j in jobs) < 3:
             time.sleep(0.1)
         refused = [j for j in jobs if j.done()]
         assert len(refused) == 3, "1 running + 2 waiting; the other 3 must be refused before any finishes"
         for job in refused:
-            with pytest.raises(Exception, match="Queue is full"):
+            with pytest.raises(Exception, match="busy: 2 requests are waiting already"):
                 job.result()
         release.set()
         finished = [j.result(timeout=30) for j in jobs if j not in refused]
@@ -463,10 +498,12 @@ def test_zerogpu_path_hands_the_gpu_function_ids_not_models(bpe_model_dir, tmp_p
     *_, last = h.stream(*ui_args(reg.default_id()))
     out = h.generate(reg.default_id(), "Storm", ["sea"], MODE, None, **SMALL)
     assert "seed 3" in last[2] and len(out["candidates"]) == 2
-    assert [name for name, _, _ in calls] == ["_stream_by_id", "_generate_by_id"]
+    assert [name for name, _, _ in calls] == ["_stream_by_id", "_stream_by_id"]  # the UI and the API
     for _, args, duration in calls:
         assert args[0] == reg.default_id() and duration == app.GPU_SECONDS
-        assert all(isinstance(a, (str, type(None), app.GenerationParams)) for a in args)
+        plain = (str, type(None), app.GenerationParams)
+        assert all(isinstance(a, plain) or (isinstance(a, list) and all(isinstance(w, str) for w in a))
+                   for a in args)
 
 
 def test_finetune_tab_plugs_in(tmp_path, monkeypatch):

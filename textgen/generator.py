@@ -53,14 +53,15 @@ class Result(list):
     """A list of `Candidate`s, best first, plus what produced them."""
 
     def __init__(self, candidates: Sequence[Candidate], *, model: str, prompt_style: str, seed: int,
-                 title: str, keywords: list[str]):
+                 title: str, keywords: list[str], stopped: str | None = None):
         super().__init__(candidates)
         self.model, self.prompt_style, self.seed = model, prompt_style, seed
         self.title, self.keywords = title, keywords
+        self.stopped = stopped  # None: every row ended or reached max_new_tokens; "time_limit"; "stopped"
 
     def to_dict(self) -> dict[str, Any]:
         return {"title": self.title, "keywords": self.keywords, "model": self.model,
-                "prompt_style": self.prompt_style, "seed": self.seed,
+                "prompt_style": self.prompt_style, "seed": self.seed, "stopped": self.stopped,
                 "candidates": [{"text": c.text, "covered": c.covered, "missing": c.missing,
                                 "score": round(c.score, 4)} for c in self]}
 
@@ -103,6 +104,7 @@ class _Request:
     seed: int
     backend: _Backend
     prompt_ids: list[int]
+    stop: threading.Event = field(default_factory=threading.Event)
 
 
 class Generator:
@@ -134,13 +136,17 @@ class Generator:
         return self._backend(title, keywords).loaded
 
     def generate(self, title: str = "", keywords: str | Sequence[str] | None = None,
-                 params: GenerationParams | None = None, **overrides: Any) -> Result:
-        """Sample `params.n` candidates in one batch; best first."""
+                 params: GenerationParams | None = None, *, stop: threading.Event | None = None,
+                 **overrides: Any) -> Result:
+        """Sample `params.n` candidates in one batch; best first. Setting `stop` (from another
+        thread) ends sampling after the current step, keeping the texts so far."""
         req = self._prepare(title, keywords, params, overrides)
+        if stop is not None:
+            req.stop = stop
         with _RNG_LOCK:
             torch.manual_seed(req.seed)
-            sequences = self._sample(req, streamer=None, stop=threading.Event())
-        return self._finish(req, sequences)
+            sequences = self._sample(req, streamer=None, stop=req.stop)
+        return self._finish(req, sequences, stopped=req.stop.is_set())
 
     def stream(self, title: str = "", keywords: str | Sequence[str] | None = None,
                params: GenerationParams | None = None, **overrides: Any) -> Iterator[StreamEvent]:
@@ -150,7 +156,7 @@ class Generator:
         """
         req = self._prepare(title, keywords, params, overrides)
         tokens: queue.Queue = queue.Queue()
-        stop = threading.Event()
+        stop = req.stop
         outcome: dict[str, Any] = {}
 
         def work() -> None:
@@ -184,7 +190,7 @@ class Generator:
             thread.join()
         if "error" in outcome:
             raise outcome["error"]
-        result = self._finish(req, outcome["sequences"])
+        result = self._finish(req, outcome["sequences"], stopped=False)  # a closed stream never gets here
         yield StreamEvent(sorted_texts(result, req.params.n), done=True, result=result)
 
     # -- internals --------------------------------------------------------------------------
@@ -249,7 +255,7 @@ class Generator:
         return decode_text(backend.loaded.tokenizer, ids, end_ids=backend.end_ids,
                            strip_cjk_spaces=backend.strip_cjk_spaces)
 
-    def _finish(self, req: _Request, sampled: tuple[torch.Tensor, torch.Tensor]) -> Result:
+    def _finish(self, req: _Request, sampled: tuple[torch.Tensor, torch.Tensor], *, stopped: bool) -> Result:
         sequences, log_probs = sampled
         prompt_len = len(req.prompt_ids)
         new = sequences[:, prompt_len:].tolist()
@@ -262,7 +268,15 @@ class Generator:
         # full coverage first, then fewer missing keywords, then fluency
         cands.sort(key=lambda c: (len(c.missing), -c.score))
         return Result(cands, model=req.backend.loaded.name, prompt_style=req.backend.loaded.fmt.style,
-                      seed=req.seed, title=req.title, keywords=req.keywords)
+                      seed=req.seed, title=req.title, keywords=req.keywords, stopped=self._why_short(req, new, stopped))
+
+    @staticmethod
+    def _why_short(req: _Request, new: list[list[int]], stopped: bool) -> str | None:
+        """Why sampling ended before every row did: the time limit, or a stop request."""
+        ends = set(req.backend.end_ids)
+        if all(len(ids) >= req.params.max_new_tokens or ends.intersection(ids) for ids in new):
+            return None
+        return "stopped" if stopped else "time_limit"
 
     def _scores(self, req: _Request, sequences: torch.Tensor, logp: torch.Tensor) -> list[float]:
         """Mean log-probability of each row's generated tokens, through its end token; `logp`
