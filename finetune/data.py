@@ -282,6 +282,9 @@ def _refuse_non_text(sample: str) -> None:
     start = sample.lstrip()[:1000].casefold()
     if start.startswith(("<!doctype html", "<html")) or (start.startswith("<") and "<body" in start):
         raise DataError("file is an HTML page, not CSV or JSONL: download the file itself, not the page showing it")
+    if start.startswith(("<?xml", "<svg", "<!doctype svg")) or (start.startswith("<") and "<svg" in start):
+        raise DataError("file is an SVG or XML document, not CSV or JSONL: save your table as CSV UTF-8 "
+                        "不是 CSV 或 JSONL 文件")
     controls = len(re.findall(r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]", sample))
     if controls > max(2, len(sample) // 100):
         raise DataError(f"file looks binary (many control characters), not CSV or JSONL: {SAVE_AS_UTF8}")

@@ -40,8 +40,8 @@ def probe_hub(timeout: float = PROBE_TIMEOUT_S) -> bool:
 class HubStatus:
     """Remembered reachability of the hub; thread-safe, one probe at a time."""
 
-    def __init__(self, probe: Callable[[], bool] = probe_hub, *, ttl_s: float = TTL_S) -> None:
-        self._probe, self.ttl_s = probe, ttl_s
+    def __init__(self, probe: Callable[[], bool] | None = None, *, ttl_s: float = TTL_S) -> None:
+        self._probe, self.ttl_s = probe, ttl_s  # None: `probe_hub`
         self._lock = threading.Lock()
         self._probing = threading.Lock()
         self._known: tuple[float, bool] | None = None  # (when, reachable)
@@ -87,7 +87,7 @@ class HubStatus:
             if known is not None:
                 return known
             try:
-                ok = bool(self._probe())
+                ok = bool(self._probe() if self._probe is not None else probe_hub())
             except Exception:  # noqa: BLE001 - a probe that breaks means we cannot reach the hub
                 ok = False
             with self._lock:

@@ -81,6 +81,10 @@ class Caps:
     max_steps: int | None = 300  # a job's max_steps must be 1..this
     max_seconds: float | None = 15 * 60  # wall time per worker, loading included
     stop_grace_s: float = 20.0  # after SIGTERM, SIGKILL
+    # the tab's slider bounds, checked again here for the API (TrainConfig's own are wider)
+    max_epochs: float = 20.0
+    max_batch_size: int = 32
+    max_length: int = 1024
 
 
 class Busy(RuntimeError):
@@ -188,14 +192,15 @@ class Job:
         return Path(self.config["data"])
 
     def eta(self, caps: Caps) -> float | None:
+        """Seconds left, from the steps timed so far (None before two steps were timed: the
+        time cap is a bound, not an estimate, and would say "15 min" of a 6-step job)."""
         now = time.monotonic()
-        eta = None
-        if self.first_step and self.last_step and self.last_step[1] > self.first_step[1]:
-            per_step = (self.last_step[0] - self.first_step[0]) / (self.last_step[1] - self.first_step[1])
-            eta = max(0.0, (self.max_steps - self.step) * per_step - (now - self.last_step[0]))
+        if not (self.first_step and self.last_step and self.last_step[1] > self.first_step[1]):
+            return None
+        per_step = (self.last_step[0] - self.first_step[0]) / (self.last_step[1] - self.first_step[1])
+        eta = max(0.0, (self.max_steps - self.step) * per_step - (now - self.last_step[0]))
         if caps.max_seconds and self.state in ACTIVE:
-            left = max(0.0, caps.max_seconds - (now - self.started))
-            eta = left if eta is None else min(eta, left)
+            eta = min(eta, max(0.0, caps.max_seconds - (now - self.started)))
         return eta
 
     def view(self, caps: Caps) -> JobView:
@@ -521,11 +526,19 @@ class JobManager:
         return job
 
     def _check_caps(self, settings: dict[str, Any]) -> None:
-        cap = self.caps.max_steps
-        if cap:
+        """The web app's bounds, before TrainConfig checks its own (types, lower bounds)."""
+        caps = self.caps
+        if caps.max_steps:
             steps = settings.get("max_steps", 0)
-            if isinstance(steps, bool) or not isinstance(steps, (int, float)) or not 1 <= steps <= cap:
-                raise ValueError(f"max_steps: must be 1 to {cap} here (this app caps fine-tunes), got {steps!r}")
+            if isinstance(steps, bool) or not isinstance(steps, (int, float)) or not 1 <= steps <= caps.max_steps:
+                raise ValueError(f"max_steps: must be 1 to {caps.max_steps} here (this app caps fine-tunes), "
+                                 f"got {steps!r} 步数超出上限")
+        for name, high in (("epochs", caps.max_epochs), ("batch_size", caps.max_batch_size),
+                           ("max_length", caps.max_length)):
+            value = settings.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value > high:
+                raise ValueError(f"{name}: at most {high:g} here (this app caps fine-tunes), got {value!r} "
+                                 f"超出上限")
 
     def _check_free(self, owner: str) -> None:
         job = self._running

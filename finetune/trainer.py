@@ -5,7 +5,8 @@
   (`logging_nan_inf_filter` would only hide it in the logs; RELIABILITY T4).
 - `Bridge`: a TrainerCallback that turns Trainer's events into ours (`on_step`, `on_eval`
   with sample texts), writes metrics.jsonl, marks checkpoints complete after Trainer saved
-  them, and ends the run when the stop flag is raised (saving a checkpoint first).
+  them, and ends the run when the stop flag is raised (saving a checkpoint first). An eval
+  loss above `DIVERGED_RATIO` × the first one raises `TrainingDiverged` too.
 """
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ from .training import TrainingDiverged
 
 SAMPLE_TOKENS = 48  # new tokens per sample text shown at each evaluation
 SAMPLE_SECONDS = 30.0
+# An eval loss this many times the run's first (the model before training) means the run
+# diverged even though no loss was NaN: e.g. learning rate 1.0 took eval loss from 5 to 220.
+DIVERGED_RATIO = 1.5
 
 
 class TextgenTrainer(Trainer):
@@ -98,6 +102,7 @@ class Bridge(TrainerCallback):
         self.started = time.perf_counter()
         self.stopped = False
         self.last_eval: tuple[int, float, list[dict[str, Any]]] | None = None
+        self.first_eval: float | None = None  # the run's first eval loss (before training: eval_on_start)
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.started = time.perf_counter()
@@ -148,6 +153,10 @@ class Bridge(TrainerCallback):
         loss = float((metrics or {}).get("eval_loss", float("nan")))
         if not math.isfinite(loss):
             raise TrainingDiverged(state.global_step, loss, during="evaluation")
+        if self.first_eval is None:
+            self.first_eval = loss
+        elif loss > DIVERGED_RATIO * self.first_eval:
+            raise TrainingDiverged(state.global_step, loss, during="evaluation", start=self.first_eval)
         samples = self.samples(args.device) if (self.is_main and self.samples) else []
         self.last_eval = (state.global_step, loss, samples)
         if self.is_main:

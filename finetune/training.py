@@ -173,11 +173,14 @@ def config_specs() -> dict[str, dict[str, Any]]:
 
 # -- errors, events, results ------------------------------------------------------------------
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; nothing was published."""
+    """The loss became NaN or infinite, or the eval loss rose far above its start; nothing
+    was published."""
 
-    def __init__(self, step: int, loss: float, during: str = "training") -> None:
-        super().__init__(f"training diverged: the {during} loss was {loss} at step {step}; nothing was saved "
-                         "as a model. Lower the learning rate (--lr) and start again.")
+    def __init__(self, step: int, loss: float, during: str = "training", start: float | None = None) -> None:
+        what = (f"the {during} loss was {loss}" if start is None else
+                f"the eval loss rose from {start:.3f} before training to {loss:.3f}")
+        super().__init__(f"training diverged: {what} at step {step}; nothing was saved as a model. "
+                         "Lower the learning rate (--lr) and start again. 训练发散：请降低学习率后重试。")
         self.step, self.loss = step, loss
 
 
@@ -524,6 +527,7 @@ def _training_args(config: TrainConfig, run_path: Path, *, has_eval: bool):
         logging_strategy="steps", logging_steps=LOGS_PER_RUN, logging_first_step=True,
         logging_nan_inf_filter=False,  # we check the loss ourselves, every step
         eval_strategy="steps" if has_eval else "no", eval_steps=eval_steps if has_eval else None,
+        eval_on_start=has_eval,  # the model before training: the plot's first point, the divergence baseline
         prediction_loss_only=True,  # never collect (batch, length, vocab) logits during evaluation
         save_strategy="steps", save_steps=config.save_steps or eval_steps,
         save_total_limit=None,  # we rotate ourselves, counting complete checkpoints only

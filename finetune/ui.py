@@ -33,7 +33,6 @@ PREVIEW_ROWS = 8
 PREVIEW_CHARS = 160
 # Web defaults: a LoRA run of a small corpus that finishes in a few minutes on 2 vCPUs.
 DEFAULTS = dict(method="lora", epochs=3.0, max_steps=60, batch_size=4, max_length=128)
-UI_MAX = dict(epochs=20.0, batch_size=32, max_length=1024)  # tighter than TrainConfig's bounds
 METHOD_LABELS = {"lora": "LoRA (fast, small 快速)", "last-n": "last blocks 最后几层",
                  "head": "output layer 仅输出层", "full": "all weights 全部参数"}
 KEYWORD_LABELS = [("keywords column 使用关键词列", "column"), ("extract from text 从正文提取", "auto")]
@@ -464,7 +463,7 @@ def build_tab(*, registry: ModelRegistry, generate: Any) -> FinetuneTab:
                                   value=DEFAULTS["method"], label="Method 方法", info=spec["method"]["help"],
                                   elem_id="ft-method")
                 epochs = _spec_slider(spec, "epochs", "Epochs 轮数", value=DEFAULTS["epochs"],
-                                      high=UI_MAX["epochs"], step=0.5, elem_id="ft-epochs")
+                                      high=manager.caps.max_epochs, step=0.5, elem_id="ft-epochs")
                 max_steps = gr.Slider(1, step_cap, value=min(DEFAULTS["max_steps"], step_cap), step=1,
                                       label="Max steps 最多步数",
                                       info=f"training ends after the epochs or at this step, whichever comes first "
@@ -473,9 +472,9 @@ def build_tab(*, registry: ModelRegistry, generate: Any) -> FinetuneTab:
                     lr = gr.Number(None, label="Learning rate 学习率", info=spec["lr"]["help"],
                                    minimum=0, maximum=spec["lr"]["max"], elem_id="ft-lr")
                     batch_size = _spec_slider(spec, "batch_size", "Batch size 批大小", value=DEFAULTS["batch_size"],
-                                              high=UI_MAX["batch_size"], step=1, elem_id="ft-batch-size")
+                                              high=manager.caps.max_batch_size, step=1, elem_id="ft-batch-size")
                     max_length = _spec_slider(spec, "max_length", "Max length 最大长度",
-                                              value=DEFAULTS["max_length"], high=UI_MAX["max_length"], step=1,
+                                              value=DEFAULTS["max_length"], high=manager.caps.max_length, step=1,
                                               elem_id="ft-max-length")
                 name = gr.Textbox(label="Model name 模型名称", max_length=60, placeholder="my poems 我的诗",
                                   elem_id="ft-name")

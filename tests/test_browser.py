@@ -256,12 +256,15 @@ class _Endless:
             self.closed.set()
 
 
-def test_stop_cancels_a_running_stream(browser, tmp_path):
+def test_stop_cancels_a_running_stream(browser, tmp_path, monkeypatch):
     import app
+    from finetune.hub_status import HubStatus
     from finetune.registry import ModelRegistry
 
     endless = _Endless()
-    reg = ModelRegistry(tmp_path, builtins=False, loader=lambda entry: endless)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # "gpt2" is offered, and loads the endless one
+    reg = ModelRegistry(tmp_path, builtins=False, loader=lambda entry: endless,
+                        hub_status=HubStatus(probe=lambda: True))
     demo = app.build_app(reg, modes=["off"])
     url = launch_app(demo, reg)
     context = browser.new_context(viewport={"width": 1280, "height": 900})

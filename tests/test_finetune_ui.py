@@ -109,6 +109,9 @@ def test_upload_reads_gbk_and_clearing_the_file_resets(handlers, tmp_path):
     (b"", "empty.csv", "not enough text"),
     (b"title,keywords,text\n", "header.csv", "no data rows"),
     (b"<svg onload=alert(1)>", "x.svg", "not a .csv"),
+    (b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)">' + b"<text>a storm at sea, b</text>\n" * 40
+     + b"</svg>", "image.csv", "SVG or XML"),
+    (b'<?xml version="1.0"?>\n<rows>' + b"<row>title,text</row>\n" * 40 + b"</rows>", "rows.csv", "SVG or XML"),
     (b"a,b\n", "x.csv.html", "not a .csv"),
 ])
 def test_bad_files_get_a_clear_message_and_are_not_kept(handlers, tmp_path, content, name, message):
@@ -229,7 +232,10 @@ def test_download_is_moved_to_a_random_cache_folder_and_push_empties_the_token(r
 
 
 def test_base_choices_hide_hub_models_when_offline(tmp_path, bpe_model_dir, monkeypatch):
-    reg = ModelRegistry(tmp_path, extra=[bpe_model_dir], builtins=False, hub=True)
+    from finetune.hub_status import HubStatus
+
+    reg = ModelRegistry(tmp_path, extra=[bpe_model_dir], builtins=False, hub=True,
+                        hub_status=HubStatus(probe=lambda: True))
     h = ui.FinetuneHandlers(reg, FakeManager(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert {reg.resolve(i).kind for _, i in h.base_choices("alice")} == {"local"}
@@ -307,7 +313,7 @@ def test_upload_finetune_then_generate_with_the_new_model_through_the_api(server
 
     model_id = job["model_id"]
     out = alice.predict(title="Storm", keywords="sea", model=model_id, max_new_tokens=8, n=1, api_name="/generate")
-    assert out["model"] == "model" and len(out["candidates"]) == 1
+    assert out["model"] == "Storms" and len(out["candidates"]) == 1  # its label, not its folder
     with pytest.raises(Exception, match="model: unknown model"):
         bob.predict(title="Storm", keywords="sea", model=model_id, max_new_tokens=8, api_name="/generate")
     assert status(bob)["job"] is None
@@ -318,6 +324,22 @@ def test_upload_finetune_then_generate_with_the_new_model_through_the_api(server
     for path in (folder / "model" / "model.safetensors", folder / "events.jsonl", folder.parent):
         resp = httpx.get(f"{url}gradio_api/file={path}")
         assert resp.status_code in (403, 404), path
+
+
+def test_the_api_checks_every_setting_the_tab_bounds(server, corpus):
+    url, _ = server
+    client = Client(url, verbose=False)
+    client.predict(handle_file(str(corpus)), "column", api_name="/finetune_upload")
+    for change, message in [(dict(batch_size=1024), "batch_size: at most 32 here"),
+                            (dict(max_length=8192), "max_length: at most 1024 here"),
+                            (dict(epochs=500), "epochs: at most 20 here"),
+                            (dict(max_steps=10_000), "max_steps: must be 1 to 300"),
+                            (dict(lr=1.5), "lr: must be > 0 and <= 1"),
+                            (dict(method="all"), "method: must be one of")]:
+        with pytest.raises(Exception) as info:
+            client.predict(**{"max_steps": 10, **change}, api_name="/finetune_start")
+        assert message in str(info.value), change
+    assert status(client)["job"] is None
 
 
 def test_spoofed_files_are_refused_through_the_api(server, tmp_path):

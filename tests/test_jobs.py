@@ -109,7 +109,7 @@ def test_worker_trains_reports_and_registers_the_model_for_its_owner_only(manage
     took = time.monotonic() - started
     assert view.state == "done", view.message
     assert view.step == 10 and [s for s, _ in view.losses] == list(range(1, 11))
-    assert [s for s, _ in view.evals] == [5, 10] and view.sample_step == 10
+    assert [s for s, _ in view.evals] == [0, 5, 10] and view.sample_step == 10
     assert view.samples[0]["title"].startswith("Storm") and isinstance(view.samples[0]["text"], str)
     assert view.message.startswith("Done: 10 steps") and "eval loss" in view.message
     assert view.result["global_step"] == 10 and view.eta_s is None
@@ -230,6 +230,28 @@ def test_a_worker_error_fails_the_job_with_its_message(manager, registry, corpus
     assert lock_is_free(manager)
 
 
+def test_a_diverging_run_fails_and_is_not_published(manager, registry, corpus, bpe_model_dir):
+    manager.save_upload("alice", corpus)
+    manager.start("alice", settings(bpe_model_dir, method="full", lr=1.0, max_steps=10, eval_steps=2),
+                  label="too hot")
+    view = wait_for(manager, "alice", final, timeout=120)
+    assert view.state == "failed" and "diverged" in view.message and "eval loss rose" in view.message
+    assert view.model_id is None
+    assert [e for e in registry.entries("alice") if e.kind == "finetuned"] == []
+
+
+def test_the_busy_estimate_waits_for_timed_steps():
+    from finetune.jobs import Job, _busy_message
+
+    job = Job("j", "alice", Path("/nowhere"), "x", {}, state="running", started=time.monotonic(), max_steps=6)
+    assert job.eta(Caps(max_seconds=900)) is None  # no step timed yet: not "~15 min"
+    assert "a few minutes" in _busy_message(job.eta(Caps()))
+    now = time.monotonic()
+    job.first_step, job.last_step, job.step = (now - 2.0, 1), (now, 3), 3
+    assert 2.0 < job.eta(Caps(max_seconds=900)) <= 3.0  # 1 s per step, 3 steps left
+    assert "~1 min" in _busy_message(job.eta(Caps()))
+
+
 @pytest.mark.slow
 def test_time_cap_stops_the_job(registry, corpus, bpe_model_dir):
     manager = JobManager(registry.home, registry, poll_s=0.1,
@@ -308,6 +330,9 @@ def test_settings_over_the_caps_or_managed_fields_are_refused(manager, corpus, b
             manager.start("alice", {**settings(bpe_model_dir), field: "/etc"}, label="x")
     with pytest.raises(ValueError, match="batch_size"):
         manager.start("alice", settings(bpe_model_dir, batch_size=0), label="x")
+    for field, value in (("batch_size", 1024), ("max_length", 8192), ("epochs", 21.0)):
+        with pytest.raises(ValueError, match=f"{field}: at most .* here"):
+            manager.start("alice", settings(bpe_model_dir, **{field: value}), label="x")
     with pytest.raises(ValueError, match="settings:"):
         manager.start("alice", settings(bpe_model_dir, colour="red"), label="x")
     with pytest.raises(ValueError, match="label"):

@@ -32,6 +32,15 @@ class CountingLoader:
         return object()
 
 
+@pytest.fixture(autouse=True)
+def hub_online(monkeypatch):
+    """These tests load hub entries with fake loaders: the hub counts as reachable."""
+    from finetune import hub_status
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hub_status, "probe_hub", lambda timeout=0: True)
+
+
 @pytest.fixture()
 def home(tmp_path) -> Path:
     folder = tmp_path / "home"
@@ -76,7 +85,7 @@ def test_paths_of_listed_models_are_not_ids(home, bpe_model_dir):
 
 def test_label_selects_too(home):
     reg = ModelRegistry(home, builtins=False)
-    label = dict((i, l) for l, i in reg.choices())["gpt2"]
+    label = dict((i, l) for l, i in ((e.label, e.id) for e in reg.entries()))["gpt2"]
     assert reg.resolve(label).id == "gpt2"
 
 

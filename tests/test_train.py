@@ -116,7 +116,7 @@ def test_each_method_trains_saves_and_reloads(tmp_path, bpe_model_dir, method):
     assert_loads(out)
     assert result.global_step == 4 and [s[0] for s in rec.steps] == [1, 2, 3, 4]
     assert all(math.isfinite(s[2]) and s[3] >= 0 for s in rec.steps)
-    assert [e[0] for e in rec.evals] == [2, 4] and len(rec.evals[0][2]) == 1  # one sample text
+    assert [e[0] for e in rec.evals] == [0, 2, 4] and len(rec.evals[0][2]) == 1  # before, then every 2
     assert result.eval_loss is not None and result.perplexity == pytest.approx(math.exp(result.eval_loss))
     assert 0 < result.trainable_params <= result.total_params
     assert rec.ends == [result]
@@ -383,6 +383,22 @@ def test_nan_loss_aborts_and_publishes_nothing(tmp_path, bpe_model_dir, monkeypa
         train(config(tmp_path, bpe_model_dir, max_steps=6))
     assert not (tmp_path / "out").exists()
     assert not list(tmp_path.glob(".out.tmp-*"))
+
+
+def test_an_eval_loss_far_above_the_start_is_divergence_and_publishes_nothing(tmp_path, bpe_model_dir):
+    recorder = Recorder()
+    with pytest.raises(TrainingDiverged, match="the eval loss rose from") as info:
+        train(config(tmp_path, bpe_model_dir, method="full", lr=1.0, max_steps=8, eval_steps=2), [recorder])
+    first, worst = recorder.evals[0][1], info.value.loss
+    assert recorder.evals[0][0] == 0  # the baseline is the model before training
+    assert math.isfinite(worst) and worst > 1.5 * first
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_first_evaluation_is_the_model_before_training(tmp_path, bpe_model_dir):
+    recorder = Recorder()
+    train(config(tmp_path, bpe_model_dir, method="lora", max_steps=4, eval_steps=2), [recorder])
+    assert [step for step, _, _ in recorder.evals][:1] == [0]
 
 
 # -- outputs ---------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ MAX_KEYWORD_CHARS = 40
 _SEPARATORS = re.compile(r"[,，、;；|\n\r]+")
 # Zero-width and bidi control characters carry no meaning in a keyword and
 # make two visually equal keywords differ.
-_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+_INVISIBLE = re.compile("[\x00-\x08\x0e-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 
 
 def _is_latin(text: str) -> bool:
@@ -31,8 +31,14 @@ def _dedupe_key(word: str) -> str:
     return word.casefold() if _is_latin(word) else word
 
 
+def strip_invisible(text: str) -> str:
+    """NFC, without zero-width and bidi control characters (a title or keyword made only of
+    them is empty: it would show nothing and still steer the model)."""
+    return _INVISIBLE.sub("", unicodedata.normalize("NFC", text))
+
+
 def _split(raw: str, *, whitespace: bool = True) -> list[str]:
-    raw = _INVISIBLE.sub("", unicodedata.normalize("NFC", raw))
+    raw = strip_invisible(raw)
     if _SEPARATORS.search(raw):
         return _SEPARATORS.split(raw)
     return raw.split() if whitespace else [raw]

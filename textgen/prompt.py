@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from .keywords import strip_invisible
 from .lang import detect_language, has_cjk
 
 FORMAT_FILE = "textgen_format.json"
@@ -123,7 +124,7 @@ def check_title(title: str | None) -> str:
         return ""
     if not isinstance(title, str):
         raise ValueError(f"title: must be text, got {type(title).__name__}")
-    title = " ".join(title.split())
+    title = " ".join(strip_invisible(title).split())
     if len(title) > MAX_TITLE_CHARS:
         raise ValueError(f"title: {len(title)} characters; at most {MAX_TITLE_CHARS} are allowed")
     return title
