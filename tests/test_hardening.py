@@ -16,7 +16,6 @@ import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-import gradio as gr  # noqa: E402
 from gradio_client import Client  # noqa: E402
 
 import app  # noqa: E402
