@@ -124,7 +124,7 @@ def test_worker_trains_reports_and_registers_the_model_for_its_owner_only(manage
     # the worker's events, in order; the job's corpus link is gone, the upload stays for now
     folder = manager.root / upload.path.parent.name / view.id
     kinds = [json.loads(line)["kind"] for line in (folder / EVENTS).read_text().splitlines()]
-    assert kinds[0] == "phase" and "start" in kinds and kinds[-1] == "end" and kinds.count("eval") == 2
+    assert kinds[0] == "phase" and "start" in kinds and kinds[-1] == "end" and kinds.count("eval") == 3
     assert kinds.count("step") == 10
     assert not list(folder.glob("corpus*")) and upload.path.is_file()
     assert json.loads((folder / STATE).read_text())["state"] == "done"
