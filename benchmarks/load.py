@@ -160,6 +160,17 @@ def user(url: str, config: dict, args: list[Any], until: float, tally: Tally) ->
         client.close()
 
 
+def run_users(url: str, config: dict, args: list[Any], users: int, seconds: float, tally: Tally) -> Tally:
+    until = time.monotonic() + seconds
+    threads = [threading.Thread(target=user, args=(url, config, args, until, tally), daemon=True)
+               for _ in range(users)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 300)
+    return tally
+
+
 def cpu_kind() -> str:
     try:
         flags = Path("/proc/cpuinfo").read_text()
@@ -198,15 +209,10 @@ def main() -> None:
         for _ in range(3):  # load the model and settle the allocator before measuring
             warm.call("generate", args)
         warm.close()
+        settle = min(30.0, opts.seconds / 4)
+        run_users(url, config, args, opts.users, settle, Tally())  # the same load, not measured
         before = rss_mb(proc.pid) if proc else None
-        tally = Tally()
-        until = time.monotonic() + opts.seconds
-        threads = [threading.Thread(target=user, args=(url, config, args, until, tally), daemon=True)
-                   for _ in range(opts.users)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(opts.seconds + 300)
+        tally = run_users(url, config, args, opts.users, opts.seconds, Tally())
         after = rss_mb(proc.pid) if proc else None
     finally:
         if proc is not None:
@@ -215,8 +221,10 @@ def main() -> None:
     lat = sorted(tally.latencies)
     pct = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan"))
     print(f"CPU: {cpu_kind()}; {os.cpu_count()} cores; model {model_id}; {opts.users} users for "
-          f"{opts.seconds:.0f} s; n={opts.n}, {opts.max_new_tokens} new tokens")
-    print(f"successes {tally.ok}, busy {tally.busy}, errors {len(tally.errors)}")
+          f"{opts.seconds:.0f} s after {settle:.0f} s of the same load to settle; n={opts.n}, "
+          f"{opts.max_new_tokens} new tokens")
+    fivexx = sum(e.startswith("HTTP 5") for e in tally.errors)
+    print(f"successes {tally.ok}, busy {tally.busy}, errors {len(tally.errors)} (5xx: {fivexx})")
     print(f"latency of successes: p50 {pct(0.5):.2f} s, p95 {pct(0.95):.2f} s, "
           f"mean {statistics.fmean(lat) if lat else float('nan'):.2f} s")
     if before is not None:
