@@ -621,10 +621,6 @@ def build_app(registry: ModelRegistry, *, queue_size: int = QUEUE_SIZE, concurre
     older than s) for gradio's cached files, raw uploads and those a handler refused included."""
     slots = FairSlots(slot_limits or SlotLimits(running=concurrency, waiting=queue_size))
     handlers = GenerateHandlers(registry, modes, limits=limits, slots=slots)
-    # No gradio limit on generation events: each enters its handler at once, where FairSlots
-    # admits it (or answers "busy" at once) and orders the turns; gradio's FIFO would let one
-    # client's flood sit ahead of everyone.
-    admitted = None
     with gr.Blocks(title="textgen · 标题关键词写作", delete_cache=purge) as demo:
         gr.Markdown("# textgen\nWrite a text from a title and keywords. 根据标题和关键词写作。",
                     elem_classes="tg-header")
@@ -633,10 +629,13 @@ def build_app(registry: ModelRegistry, *, queue_size: int = QUEUE_SIZE, concurre
             gr.Markdown(notice, elem_classes="tg-notice", elem_id="tg-notice")
         with gr.Tabs():
             with gr.Tab("Generate 生成", id="generate"):
-                tab = build_generate_tab(registry, handlers, concurrency=admitted)
+                # No gradio limit on generation events: each enters its handler at once, where
+                # FairSlots admits it (or answers "busy") and orders the turns; gradio's FIFO
+                # would let one client's flood sit ahead of everyone.
+                tab = build_generate_tab(registry, handlers, concurrency=None)
             if finetune_tab:
                 _add_finetune_tab(registry, tab)
-        _api_endpoint(handlers, registry, concurrency=admitted)
+        _api_endpoint(handlers, registry, concurrency=None)
         demo.load(tab.refresh_models, None, tab.model, queue=False, api_visibility="private",
                   show_progress="hidden")
     # api_open=False: REST calls cannot skip the queue; gradio_client goes through it.

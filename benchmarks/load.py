@@ -3,8 +3,8 @@ calling /generate the way gradio's JavaScript client does (join the queue, read 
 stream). Prints successes, busy answers, errors, latency percentiles and the app's memory
 before and after, so a leak or a 5xx shows at once.
 
-    python benchmarks/load.py                       # 50 users, 120 s, starts `python app.py` itself
-    python benchmarks/load.py --users 10 --seconds 20 --max-new-tokens 16
+    python -m benchmarks.load                       # 50 users, 120 s, starts `python app.py` itself
+    python -m benchmarks.load --users 10 --seconds 20 --max-new-tokens 16
 
 Needs only the repo's requirements (httpx and psutil come with them). `RawClient` is also what
 the hardening tests use to make thousands of sessions and to hang up mid-request.
@@ -190,7 +190,6 @@ def main() -> None:
 
     import tempfile
 
-    sys.path.insert(0, str(ROOT))
     from textgen.params import param_specs
 
     proc = None

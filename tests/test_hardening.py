@@ -5,7 +5,6 @@ bounded, a request's budget and wall-time cap."""
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 import uuid
@@ -24,9 +23,7 @@ from finetune.registry import ModelRegistry  # noqa: E402
 from textgen.generator import Result, StreamEvent  # noqa: E402
 from textgen.params import param_specs  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from load import RawClient, free_port, generate_args, rss_mb, start_app  # noqa: E402
+from benchmarks.load import RawClient, free_port, generate_args, rss_mb, start_app  # noqa: E402
 
 from browser_support import launch_app  # noqa: E402
 
@@ -104,7 +101,7 @@ def test_a_thousand_sessions_and_requests_keep_memory_flat(tmp_path, bpe_model_d
         proc.wait(30)
 
 
-def test_a_session_gradio_forgot_can_still_use_its_fine_tuned_model(tmp_path, bpe_model_dir, served):
+def test_a_session_gradio_forgot_can_still_use_its_fine_tuned_model(tmp_path, bpe_model_dir):
     import shutil
 
     reg = ModelRegistry(tmp_path, extra=[bpe_model_dir], builtins=False, hub=False)
