@@ -26,11 +26,15 @@ UI text is bilingual in place ("Title 标题") rather than switched by language.
 from __future__ import annotations
 
 import html
+import json
 import logging
 import os
+import secrets
 import threading
 import time
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import gradio as gr
@@ -39,6 +43,7 @@ from finetune.registry import ModelEntry, ModelRegistry, UnknownModelError, owne
 from textgen.coverage import Span, coverage
 from textgen.keywords import MAX_KEYWORDS, parse_keywords
 from textgen.loading import BUILTIN_DIR, ModelLoadError
+from textgen.messages import bilingual
 from textgen.params import KEYWORD_MODES, GenerationParams, param_specs
 from textgen.prompt import MAX_TITLE_CHARS, check_title
 from textgen.slots import Busy, FairSlots, SlotLimits
@@ -67,6 +72,8 @@ UPLOAD_LIMIT_MB = 512  # all uploads together; more is answered "busy" until the
 GPU_SECONDS = 120  # ZeroGPU reservation per call
 STREAM_EVERY_S = 0.1  # at most ~10 page updates a second while streaming
 SPECS = param_specs()
+DEFAULT_LENGTH = {"zh": 100, "en": 80}  # characters, words: about what 120 tokens wrote before
+PARTIALS_KEPT = 256  # sessions whose texts-so-far are kept for their Stop button
 
 MODE_LABELS = {"guaranteed": "guaranteed 保证出现", "soft": "soft 尽量出现", "off": "off 不约束"}
 EXAMPLES = [
@@ -194,34 +201,71 @@ def _chips(words: Sequence[str], cls: str) -> str:
     return "".join(f'<span class="tg-chip {cls}">{escape(w)}</span>' for w in words)
 
 
+SCORE_HELP = ("score: the mean log-probability per token under the model; closer to 0 means the model "
+              "finds the text more likely. Cards are ranked by keywords written first, then by score. "
+              "得分：模型给每个词元的平均对数概率，越接近 0 越通顺；先按写出的关键词数排序，再按得分。")
+
+
 def render_card(rank: str, text: str, keywords: Sequence[str], *, score: float | None = None,
-                best: bool = False) -> str:
-    covered, missing, spans = coverage(text, keywords)
+                best: bool = False, spans: Sequence[Span] | None = None, note: str = "",
+                index: int | None = None, waiting: bool = True) -> str:
+    """One candidate. `spans` (a finished candidate's own coverage) saves finding the keywords
+    again; `index` adds a "Rewrite" button for that sample row; `note` marks a cut text."""
+    if spans is None:
+        covered, missing, spans = coverage(text, keywords)
+    else:
+        found = {s.keyword for s in spans}
+        covered, missing = [k for k in keywords if k in found], [k for k in keywords if k not in found]
     meta = [f'<span class="tg-rank">{escape(rank)}</span>']
     if best:
         meta.append('<span class="tg-best">best 最佳</span>')
+    if note:
+        meta.append(f'<span class="tg-note">{escape(note)}</span>')
     if score is not None:
-        meta.append(f'<span class="tg-score" title="mean log-probability per token 平均对数概率">'
-                    f'score {score:.2f}</span>')
+        meta.append(f'<span class="tg-score" title="{escape(SCORE_HELP)}">score {score:.2f}</span>')
     summary = ""
     if keywords:
         summary = (f'<div class="tg-summary"><span class="tg-count">{len(covered)}/{len(keywords)} '
                    f'keywords 关键词</span>{_chips(covered, "tg-covered")}{_chips(missing, "tg-missing")}</div>')
-    body = highlight(text, spans) if text else '<span class="tg-wait">…</span>'
+    if text:
+        body = highlight(text, spans)
+    elif waiting:
+        body = '<span class="tg-wait">…</span>'
+    else:
+        body = '<span class="tg-wait">(nothing written 未写出文本)</span>'
+    again = (f'<button type="button" class="tg-again" data-index="{index}" title="Write this candidate again '
+             f'with a new seed 用新种子重写这一条">Rewrite 重写</button>' if index is not None else "")
     return (f'<div class="tg-card{" tg-card-best" if best else ""}"><div class="tg-head">{"".join(meta)}'
-            f'<button type="button" class="tg-copy" title="Copy text 复制文本">Copy 复制</button></div>'
-            f'<div class="tg-text">{body}</div>{summary}</div>')
+            f'<span class="tg-actions">{again}<button type="button" class="tg-copy" title="Copy text 复制文本">'
+            f'Copy 复制</button></span></div><div class="tg-text">{body}</div>{summary}</div>')
 
 
-def render_stream(texts: Sequence[str], keywords: Sequence[str]) -> str:
-    cards = [render_card(f"Candidate {i} 候选 {i}", t, keywords) for i, t in enumerate(texts, 1)]
+def render_stream(texts: Sequence[str], keywords: Sequence[str], *, note: str = "", waiting: bool = True) -> str:
+    cards = [render_card(f"Candidate {i} 候选 {i}", t, keywords, note=note, waiting=waiting)
+             for i, t in enumerate(texts, 1)]
     return f'<div class="tg-cards">{"".join(cards)}</div>'
 
 
-def render_result(result, keywords: Sequence[str]) -> str:
-    cards = [render_card(f"#{rank}", c.text, keywords, score=c.score, best=rank == 1)
-             for rank, c in enumerate(result, 1)]
-    return f'<div class="tg-cards">{"".join(cards)}</div>'
+def render_result(result, keywords: Sequence[str], note: str = "") -> str:
+    """The ranked cards of a `Result` or of `Shown.candidates` (dicts), with the score legend."""
+    cards = []
+    for rank, c in enumerate(result, 1):
+        c = c if isinstance(c, dict) else _candidate_dict(c)
+        spans = [Span(*s) for s in c["spans"]]
+        cards.append(render_card(f"#{rank}", c["text"], keywords, score=c["score"], best=rank == 1, spans=spans,
+                                 note=c.get("note") or note, index=rank - 1, waiting=False))
+    legend = f'<div class="tg-legend">{escape(SCORE_HELP)}</div>' if cards else ""
+    return f'<div class="tg-cards">{"".join(cards)}{legend}</div>'
+
+
+def render_notice(message: str, title: str) -> str:
+    """The cards area when nothing was written: why, in place of empty cards."""
+    return (f'<div class="tg-empty tg-refused"><b>{escape(title)}</b><br>{escape(message)}</div>')
+
+
+def _candidate_dict(c) -> dict[str, Any]:
+    return {"text": c.text, "covered": list(c.covered), "missing": list(c.missing), "score": float(c.score),
+            "tokens": int(c.tokens), "spans": [[s.keyword, s.start, s.end] for s in c.spans], "note": ""}
 
 
 def _status(text: str) -> str:
@@ -243,6 +287,7 @@ class GenerateHandlers:
         self.modes = list(modes) if modes is not None else available_keyword_modes()
         self.limits = limits or ServeLimits()
         self.slots = slots or FairSlots(SlotLimits())
+        self._partials = _Partials(PARTIALS_KEPT)
         # ZeroGPU pickles arguments into a GPU worker: hand it the model id, never the model.
         self._gpu_stream = spaces.GPU(duration=GPU_SECONDS)(self._stream_by_id) if spaces else None
 
@@ -315,6 +360,7 @@ class GenerateHandlers:
             for gen in self._load(entry, owner):
                 if gen is None:
                     yield "loading", None
+            self._check_budget(gen, req)
             ticket.mark_ready()
             while not ticket.wait(POLL_S):
                 yield "waiting", ticket.position
@@ -335,38 +381,185 @@ class GenerateHandlers:
         finally:
             ticket.release()
 
+    def _check_budget(self, gen, req: Request) -> None:
+        """n × the token budget of a `length` (known once the model is) within the request cap."""
+        if req.params.length is None:
+            return
+        try:
+            plan = gen.length_plan(req.title, req.keywords)
+        except ValueError as exc:
+            raise gr.Error(str(exc), title="Invalid input 输入有误", print_exception=False) from None
+        if req.params.length > plan.max_units:
+            raise gr.Error(f"length: at most {plan.max_units} {plan.unit} for this prompt and model, got "
+                           f"{req.params.length} 长度超出模型上限", title="Invalid input 输入有误", print_exception=False)
+        tokens = plan.tokens_for(req.params.length)
+        if req.params.n * tokens > self.limits.request_tokens:
+            most = min(plan.max_units, plan.units_for(self.limits.request_tokens // req.params.n))
+            raise gr.Error(f"length: {req.params.n} texts of {req.params.length} {plan.unit} need about "
+                           f"{req.params.n * tokens} tokens; this server allows {self.limits.request_tokens} per "
+                           f"request, so at most {most} {plan.unit} each 长度超出上限",
+                           title="Invalid input 输入有误", print_exception=False)
+
     # -- the Generate tab -------------------------------------------------------------------
     def stream(self, model: str, title: str, keywords: Any, keyword_mode: str, n: float,
-               max_new_tokens: float, temperature: float, top_k: float, top_p: float,
+               length: float | None, temperature: float, top_k: float, top_p: float,
                repetition_penalty: float, seed: float | None, random_seed: bool,
                request: gr.Request | None = None) -> Iterator[tuple]:
-        """Generate-button handler. Yields (cards html, best text, status, seed)."""
+        """Generate-button handler. Yields the values of GENERATE_OUTPUTS: cards html, best text,
+        status, seed, what is shown (for Rewrite and Export), the TXT and JSON exports.
+
+        Every way it ends leaves a final state: done, cut at the time limit, refused or failed
+        (the status says which, in both languages); Stop is `stopped`'s."""
         owner = owner_from_request(request)
-        req = self.check(title, keywords, keyword_mode, n=n, max_new_tokens=max_new_tokens,
-                         temperature=temperature, top_k=top_k, top_p=top_p,
-                         repetition_penalty=repetition_penalty,
-                         seed=None if random_seed or seed is None else seed)
-        entry = self.entry(model, owner)
+        try:
+            req = self.check(title, keywords, keyword_mode, n=n, length=length, temperature=temperature,
+                             top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
+                             seed=None if random_seed or seed is None else seed)
+            entry = self.entry(model, owner)
+        except gr.Error as exc:
+            yield self._refused(exc)
+            return
+        yield from self._write(entry, owner, req, request)
+
+    def again(self, index: Any, shown: dict | None, request: gr.Request | None = None) -> Iterator[tuple]:
+        """Rewrite one candidate of what is shown with a new random seed, in its place."""
+        owner = owner_from_request(request)
+        cands = (shown or {}).get("candidates") or []
+        if isinstance(index, bool) or not isinstance(index, (int, float)) or not 0 <= int(index) < len(cands):
+            yield self._refused(gr.Error("rewrite: nothing to rewrite; generate first 请先生成",
+                                         title="Nothing to rewrite 无可重写"))
+            return
+        asked = shown["request"]
+        try:
+            params = GenerationParams(**{**asked["params"], "n": 1, "seed": None})
+            entry = self.entry(asked["model"], owner)
+        except (ValueError, TypeError, gr.Error) as exc:
+            yield self._refused(exc if isinstance(exc, gr.Error) else gr.Error(str(exc), title="Invalid input 输入有误"))
+            return
+        yield from self._write(entry, owner, Request(asked["title"], list(asked["keywords"]), params), request,
+                               base=shown, index=int(index))
+
+    def stopped(self, request: gr.Request | None = None) -> tuple:
+        """Stop-button handler (the generation itself is cancelled by gradio): the texts so far
+        stay, marked "stopped", and the status says so."""
+        partial = self._partials.pop(owner_from_request(request))
+        if partial is None:
+            return (gr.skip(),) * len(GENERATE_OUTPUTS)
+        took = time.monotonic() - partial.started
+        if not partial.texts:
+            return (gr.skip(), gr.skip(), _status(f"Stopped before writing began 已停止（尚未开始写作） · "
+                                                  f"{took:.1f} s"), *(gr.skip(),) * 4)
+        note = "stopped 已停止"
+        if partial.base is None:
+            cards, best = render_stream(partial.texts, partial.keywords, note=note, waiting=False), \
+                next((t for t in partial.texts if t), "")
+        else:
+            cards, best = self._rewriting(partial.base, partial.index, partial.texts[0], note), gr.skip()
+        tokens = partial.steps * len(partial.texts)
+        return (cards, best, _status(f"Stopped 已停止 · the texts so far are kept 已保留已写出的部分 · "
+                                     f"{tokens} tokens in {took:.1f} s"), *(gr.skip(),) * 4)
+
+    def _write(self, entry: ModelEntry, owner: str | None, req: Request, request: Any, *,
+               base: dict | None = None, index: int | None = None) -> Iterator[tuple]:
+        skip = gr.skip()
+        rest = (skip,) * 4
+        partial = self._partials.start(owner, _Partial(req.keywords, base, index))
         started, last = time.monotonic(), 0.0
-        for kind, value in self._run(entry, owner, req, request):
-            if kind == "loading":
-                yield (gr.skip(), gr.skip(), _status(f"Loading {entry.label} … 正在加载模型"), gr.skip())
-            elif kind == "waiting":
-                yield (gr.skip(), gr.skip(), _status(f"Waiting for a free slot: {value} ahead … "
-                                                     f"排队中，前面还有 {value} 个"), gr.skip())
-            elif kind == "start":
-                started = time.monotonic()
-                yield (render_stream([""] * req.params.n, req.keywords), "", _status("Generating … 生成中"), gr.skip())
-            elif kind == "text" and time.monotonic() - last >= STREAM_EVERY_S:
-                last = time.monotonic()
-                yield (render_stream(value.texts, req.keywords), gr.skip(), gr.skip(), gr.skip())
-            elif kind == "done":
-                took = time.monotonic() - started
-                note = (f" · stopped at the {self.limits.seconds:.0f} s limit 已达时间上限"
-                        if value.stopped == "time_limit" else "")
-                yield (render_result(value, req.keywords), value[0].text if value else "",
-                       _status(f"{value.model} · seed {value.seed} · {len(value)} candidates 候选 · "
-                               f"{took:.1f} s{note}"), value.seed)
+        try:
+            for kind, value in self._run(entry, owner, req, request):
+                if kind == "loading":
+                    yield (skip, skip, _status(f"Loading {entry.label} … 正在加载模型"), *rest)
+                elif kind == "waiting":
+                    yield (skip, skip, _status(f"Waiting for a free slot: {value} ahead … "
+                                               f"排队中，前面还有 {value} 个"), *rest)
+                elif kind == "start":
+                    started = partial.started = time.monotonic()
+                    cards = (render_stream([""] * req.params.n, req.keywords) if base is None
+                             else self._rewriting(base, index, "", ""))
+                    what = "Generating … 生成中" if base is None else f"Rewriting #{index + 1} … 正在重写"
+                    yield (cards, "" if base is None else skip, _status(what), *rest)
+                elif kind == "text":
+                    partial.texts, partial.steps = list(value.texts), partial.steps + 1
+                    if time.monotonic() - last >= STREAM_EVERY_S:
+                        last = time.monotonic()
+                        cards = (render_stream(value.texts, req.keywords) if base is None
+                                 else self._rewriting(base, index, value.texts[0], ""))
+                        yield (cards, *(skip,) * 6)
+                elif kind == "done":
+                    self._partials.pop(owner, partial)
+                    yield self._finished(value, entry, req, time.monotonic() - started, base, index)
+        except gr.Error as exc:
+            self._partials.pop(owner, partial)
+            yield self._refused(exc, partial.texts if partial.steps else None, req.keywords)
+
+    def _refused(self, exc: gr.Error, texts: Sequence[str] | None = None, keywords: Sequence[str] = ()) -> tuple:
+        """The final state of a request that was refused or failed: why, in both languages, in
+        the status, in a toast, and in place of the cards (texts written before a failure stay)."""
+        title, message = exc.title or "Not generated 未生成", bilingual(str(exc.message))
+        gr.Warning(message, title=title)
+        cards = (render_stream(texts, keywords, note="ended by an error 因错误中止", waiting=False) if texts
+                 else render_notice(message, title))
+        return (cards, gr.skip() if texts else "", _status(f"{title}: {message}"), *(gr.skip(),) * 4)
+
+    def _finished(self, result, entry: ModelEntry, req: Request, took: float, base: dict | None,
+                  index: int | None) -> tuple:
+        took = max(took, 1e-6)
+        cut = "cut at the time limit 已达时间上限" if result.stopped == "time_limit" else ""
+        cands = [{**_candidate_dict(c), "note": cut} for c in result]
+        if base is not None:
+            cands, cands[index] = list(base["candidates"]), {**cands[0], "note": cut or "rewritten 已重写"}
+        shown = {"request": {"model": entry.id, "title": req.title, "keywords": req.keywords,
+                             "params": req.params.to_dict()},
+                 "model": result.model, "seed": result.seed if base is None else base["seed"], "candidates": cands}
+        txt, js = write_exports(shown)
+        speed = f"{result.tokens} tokens in {took:.1f} s ({result.tokens / took:.0f} tokens/s)"
+        if base is None:
+            status = (f"{result.model} · seed {result.seed} · {len(result)} candidates 候选 · {speed}"
+                      + (f" · stopped at the {self.limits.seconds:.0f} s limit 已达时间上限" if cut else ""))
+        else:
+            status = f"Rewrote #{index + 1} 已重写 · {result.model} · seed {result.seed} · {speed}"
+        return (render_result(cands, req.keywords), cands[0]["text"] if cands else "", _status(status),
+                result.seed if base is None else gr.skip(), shown,
+                gr.update(value=str(txt), visible=True), gr.update(value=str(js), visible=True))
+
+    @staticmethod
+    def _rewriting(base: dict, index: int, text: str, note: str) -> str:
+        """What is shown, with candidate `index` being written again."""
+        keywords = base["request"]["keywords"]
+        cards = []
+        for rank, c in enumerate(base["candidates"], 1):
+            if rank - 1 == index:
+                cards.append(render_card(f"#{rank}", text, keywords, note=note or "rewriting 重写中",
+                                         waiting=not note))
+            else:
+                cards.append(render_card(f"#{rank}", c["text"], keywords, score=c["score"], best=rank == 1,
+                                         spans=[Span(*s) for s in c["spans"]], note=c.get("note", ""),
+                                         index=rank - 1, waiting=False))
+        return f'<div class="tg-cards">{"".join(cards)}</div>'
+
+    def length_bounds(self, model: Any, title: Any, keywords: Any, n: Any, length: Any, unit: Any,
+                      request: gr.Request | None = None) -> tuple:
+        """The Length slider for this model and prompt: its unit (characters for Chinese,
+        words for English) and its maximum (what the context leaves after the prompt, and
+        this server's per-request budget). Leaves the slider as it is when the model cannot
+        be loaded now: Generate then says why."""
+        owner = owner_from_request(request)
+        try:
+            entry = self.registry.resolve(model, owner)
+            if entry.id not in self.registry.cached_ids() and self.registry.unavailable(entry, wait=False):
+                return gr.skip(), gr.skip()
+            gen = self.registry.get(entry.id, owner)
+            plan = gen.length_plan(check_title(title or ""), keyword_list(keywords))
+        except (ValueError, ModelLoadError, UnknownModelError):
+            return gr.skip(), gr.skip()
+        rows = int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) and n >= 1 else 1
+        high = max(1, min(plan.max_units, plan.units_for(self.limits.request_tokens // rows)))
+        value = length if isinstance(length, (int, float)) and not isinstance(length, bool) else None
+        if unit != plan.language or value is None:
+            value = DEFAULT_LENGTH[plan.language]
+        return (gr.update(maximum=high, value=min(value, high), label=f"Length 长度 ({plan.label})",
+                          info=f"about how many {plan.unit} each text has, at most {high} here; the model "
+                               f"may end sooner 每条文本大约的长度，模型可能提前结束"), plan.language)
 
     # -- the /generate API ------------------------------------------------------------------
     def generate_events(self, model: str, title: Any, keywords: Any, keyword_mode: Any,
@@ -416,6 +609,63 @@ class GenerateHandlers:
         return gr.update(value=words)
 
 
+@dataclass
+class _Partial:
+    """A generation in progress, as far as its Stop button needs to know."""
+
+    keywords: list[str]
+    base: dict | None = None  # what was shown, when one candidate is being rewritten
+    index: int | None = None
+    texts: list[str] = field(default_factory=list)
+    steps: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class _Partials:
+    """The latest generation of each session (the most recent `size` sessions)."""
+
+    def __init__(self, size: int) -> None:
+        self._size, self._items, self._lock = size, OrderedDict(), threading.Lock()
+
+    def start(self, owner: str | None, partial: _Partial) -> _Partial:
+        with self._lock:
+            self._items[owner] = partial
+            self._items.move_to_end(owner)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return partial
+
+    def pop(self, owner: str | None, partial: _Partial | None = None) -> _Partial | None:
+        """Remove and return this session's (only if it is still `partial`, when given)."""
+        with self._lock:
+            found = self._items.get(owner)
+            if found is None or (partial is not None and found is not partial):
+                return None
+            return self._items.pop(owner)
+
+
+def write_exports(shown: dict) -> tuple[Path, Path]:
+    """All candidates shown, as TXT and JSON files in a fresh folder of gradio's cache (deleted
+    with the cache's other files, see PURGE)."""
+    folder = Path(gr.utils.get_upload_folder()) / f"textgen-{secrets.token_hex(16)}"
+    folder.mkdir(parents=True, mode=0o700)
+    asked = shown["request"]
+    lines = [f"Title 标题: {asked['title']}", f"Keywords 关键词: {', '.join(asked['keywords'])}",
+             f"Model 模型: {shown['model']} · seed {shown['seed']}", ""]
+    for rank, c in enumerate(shown["candidates"], 1):
+        found = f" · {len(c['covered'])}/{len(asked['keywords'])} keywords" if asked["keywords"] else ""
+        lines += [f"#{rank} · score {c['score']:.2f}{found}" + (f" · {c['note']}" if c.get("note") else ""),
+                  c["text"], ""]
+    txt, js = folder / "candidates.txt", folder / "candidates.json"
+    txt.write_text("\n".join(lines), encoding="utf-8")
+    data = {"title": asked["title"], "keywords": asked["keywords"], "model": shown["model"], "seed": shown["seed"],
+            "params": asked["params"],
+            "candidates": [{k: c[k] for k in ("text", "covered", "missing", "score", "tokens", "note")}
+                           for c in shown["candidates"]]}
+    js.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+    return txt, js
+
+
 def _label_result(result, entry: ModelEntry) -> None:
     """Results name a fine-tuned model by its label, as the user knows it (its folder is always
     named "model"); the others by their own names (built-in, folder, hub id)."""
@@ -446,6 +696,9 @@ class GenerateTab:
 
     model: gr.Dropdown
     handlers: GenerateHandlers
+    length: gr.Slider | None = None
+    length_inputs: list | None = None
+    unit: gr.State | None = None
 
     def refresh_models(self, request: gr.Request | None = None):
         return self.handlers.refresh_models(request)
@@ -458,57 +711,14 @@ def _slider(name: str, label: str) -> gr.Slider:
                      info=spec["help"], elem_id=f"tg-{name}")
 
 
-CARDS_CSS = """
-.tg-cards { display: flex; flex-direction: column; gap: 12px; }
-.tg-card { border: 1px solid var(--border-color-primary); border-radius: 10px; padding: 12px 14px;
-  background: var(--block-background-fill); }
-.tg-card-best { border-color: var(--color-accent); box-shadow: 0 0 0 1px var(--color-accent-soft); }
-.tg-head { display: flex; align-items: center; gap: 8px; margin-bottom: 6px; font-size: 0.85em;
-  color: var(--body-text-color-subdued); }
-.tg-rank { font-weight: 600; color: var(--body-text-color); }
-.tg-best { background: var(--color-accent); color: white; border-radius: 999px; padding: 0 8px; }
-.tg-copy { margin-left: auto; border: 1px solid var(--border-color-primary); border-radius: 6px;
-  padding: 2px 10px; background: var(--button-secondary-background-fill); cursor: pointer;
-  color: var(--body-text-color); font-size: 0.95em; }
-.tg-copy:hover { background: var(--button-secondary-background-fill-hover); }
-.tg-text { white-space: pre-wrap; line-height: 1.7; font-size: 1.02em; color: var(--body-text-color);
-  overflow-wrap: anywhere; }
-.tg-kw { background: #fde68a; color: #111827; border-radius: 4px; padding: 0 2px; }
-.tg-summary { margin-top: 8px; display: flex; flex-wrap: wrap; gap: 6px; align-items: center;
-  font-size: 0.85em; }
-.tg-count { color: var(--body-text-color-subdued); margin-right: 4px; }
-.tg-chip { border-radius: 999px; padding: 1px 9px; border: 1px solid transparent; }
-.tg-covered { background: #dcfce7; color: #166534; }
-.tg-covered::before { content: "✓ "; }
-.tg-missing { background: #fee2e2; color: #991b1b; text-decoration: line-through; }
-.tg-missing::before { content: "✗ "; }
-.tg-wait { color: var(--body-text-color-subdued); }
-.tg-empty { color: var(--body-text-color-subdued); text-align: center; padding: 48px 12px;
-  border: 1px dashed var(--border-color-primary); border-radius: 10px; line-height: 1.8; }
-"""
-# Copy buttons inside the cards: one delegated listener, installed once per page.
-COPY_JS = """
-element.addEventListener('click', (event) => {
-  const button = event.target.closest('.tg-copy');
-  if (!button) return;
-  const text = button.closest('.tg-card').querySelector('.tg-text').innerText;
-  const done = () => { button.textContent = 'Copied 已复制';
-                       setTimeout(() => { button.textContent = 'Copy 复制'; }, 1500); };
-  if (navigator.clipboard && window.isSecureContext) {
-    navigator.clipboard.writeText(text).then(done);
-  } else {
-    const area = document.createElement('textarea');
-    area.value = text; document.body.appendChild(area); area.select();
-    document.execCommand('copy'); area.remove(); done();
-  }
-});
-"""
-PAGE_CSS = """
-.tg-header h1 { margin-bottom: 0; }
-.tg-header p { margin-top: 4px; color: var(--body-text-color-subdued); }
-.tg-notice { border-left: 4px solid #f59e0b; padding: 6px 12px; background: var(--block-background-fill); }
-.tg-status { color: var(--body-text-color-subdued); font-size: 0.9em; }
-"""
+UI_DIR = Path(__file__).resolve().parent / "assets" / "ui"
+
+
+def asset(name: str) -> str:
+    """A CSS or JS file of the page (assets/ui/), read when the app is built."""
+    return (UI_DIR / name).read_text(encoding="utf-8")
+
+
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="amber").set(
     button_primary_background_fill="*primary_600", button_primary_background_fill_hover="*primary_700",
     button_primary_text_color="white", button_primary_background_fill_dark="*primary_600",
@@ -522,6 +732,9 @@ def _no_builtin_notice(registry: ModelRegistry) -> str:
             "`textgen-en`). Choose a model below: Hugging Face Hub models need a network connection; "
             "set `TEXTGEN_EXTRA_MODELS=/path/to/model` to offer a local one. "
             "请选择下方模型：Hub 模型需要联网，或用 `TEXTGEN_EXTRA_MODELS` 指定本地模型文件夹。")
+
+
+GENERATE_OUTPUTS = ("cards", "best", "status", "seed", "shown", "export_txt", "export_json")
 
 
 def build_generate_tab(registry: ModelRegistry, handlers: GenerateHandlers, *,
@@ -541,12 +754,14 @@ def build_generate_tab(registry: ModelRegistry, handlers: GenerateHandlers, *,
             mode = gr.Radio([(MODE_LABELS[m], m) for m in handlers.modes], value=handlers.default_mode,
                             label="Keyword mode 关键词模式", info=SPECS["keyword_mode"]["help"],
                             elem_id="tg-mode")
+            length = gr.Slider(1, 400, value=DEFAULT_LENGTH["zh"], step=1, label="Length 长度",
+                               info="about how long each text is: characters for Chinese, words for English "
+                                    "每条文本大约的长度：中文按字，英文按词", elem_id="tg-length")
             with gr.Row():
                 run = gr.Button("Generate 生成", variant="primary", elem_id="tg-generate")
                 stop = gr.Button("Stop 停止", variant="stop", elem_id="tg-stop")
             with gr.Accordion("Sampling 采样设置", open=False):
                 n = _slider("n", "Candidates 候选数")
-                max_new_tokens = _slider("max_new_tokens", "Max new tokens 最大生成长度")
                 temperature = _slider("temperature", "Temperature 温度")
                 top_k = _slider("top_k", "Top-k")
                 top_p = _slider("top_p", "Top-p")
@@ -558,22 +773,39 @@ def build_generate_tab(registry: ModelRegistry, handlers: GenerateHandlers, *,
             gr.Examples(EXAMPLES, inputs=[title, keywords], label="Examples 示例")
         with gr.Column(scale=3, min_width=360):
             status = gr.HTML(_status("Ready 就绪"), elem_id="tg-status")
-            cards = gr.HTML(EMPTY_HTML, css_template=CARDS_CSS, js_on_load=COPY_JS, elem_id="tg-cards",
-                            min_height=160)
+            cards = gr.HTML(EMPTY_HTML, css_template=asset("cards.css"), js_on_load=asset("cards.js"),
+                            elem_id="tg-cards", min_height=160)
             best = gr.Textbox(label="Best text 最佳文本", lines=4, interactive=False,
                               buttons=["copy"], elem_id="tg-best")
+            with gr.Row():
+                export_txt = gr.DownloadButton("Export TXT 导出文本", visible=False, size="sm", elem_id="tg-export-txt")
+                export_json = gr.DownloadButton("Export JSON 导出 JSON", visible=False, size="sm",
+                                                elem_id="tg-export-json")
+            # The cards' Rewrite buttons write the candidate's index here and click `again`
+            # (cards.js): hidden by CSS, since gradio does not render invisible components.
+            with gr.Row(elem_classes="tg-hidden"):
+                again_index = gr.Number(-1, precision=0, elem_id="tg-again-index", show_label=False)
+                again = gr.Button("again", elem_id="tg-again")
+    shown = gr.State(None)
+    unit = gr.State(None)
 
-    inputs = [model, title, keywords, mode, n, max_new_tokens, temperature, top_k, top_p,
+    outputs = [cards, best, status, seed, shown, export_txt, export_json]
+    inputs = [model, title, keywords, mode, n, length, temperature, top_k, top_p,
               repetition_penalty, seed, random_seed]
-    event = gr.on([run.click, title.submit], handlers.stream, inputs, [cards, best, status, seed],
-                  api_visibility="private", concurrency_limit=concurrency, concurrency_id="generate",
-                  show_progress="minimal", show_progress_on=[status])
-    stop.click(None, cancels=[event], queue=False, api_visibility="private")
-    keywords.change(handlers.split_tags, keywords, keywords, queue=False, api_visibility="private",
-                   show_progress="hidden")
-    seed.input(lambda: False, None, random_seed, queue=False, api_visibility="private",
-               show_progress="hidden")
-    return GenerateTab(model=model, handlers=handlers)
+    private = dict(api_visibility="private")
+    event = gr.on([run.click, title.submit], handlers.stream, inputs, outputs,
+                  concurrency_limit=concurrency, concurrency_id="generate",
+                  show_progress="minimal", show_progress_on=[status], **private)
+    rewrite = again.click(handlers.again, [again_index, shown], outputs, concurrency_limit=concurrency,
+                          concurrency_id="generate", show_progress="minimal", show_progress_on=[status], **private)
+    stop.click(handlers.stopped, None, outputs, cancels=[event, rewrite], queue=False, show_progress="hidden",
+               **private)
+    keywords.change(handlers.split_tags, keywords, keywords, queue=False, show_progress="hidden", **private)
+    seed.input(lambda: False, None, random_seed, queue=False, show_progress="hidden", **private)
+    gr.on([model.change, title.blur, keywords.change, n.release], handlers.length_bounds,
+          [model, title, keywords, n, length, unit], [length, unit], show_progress="hidden", **private)
+    return GenerateTab(model=model, handlers=handlers, length=length, length_inputs=[model, title, keywords, n,
+                                                                                     length, unit], unit=unit)
 
 
 def _api_endpoint(handlers: GenerateHandlers, registry: ModelRegistry, *, concurrency: int | None) -> None:
@@ -582,7 +814,8 @@ def _api_endpoint(handlers: GenerateHandlers, registry: ModelRegistry, *, concur
 
     def generate(title: str, keywords: list[str] | str = "", model: str = default_model,
                  keyword_mode: str = default_mode, n: int = s["n"],
-                 max_new_tokens: int = s["max_new_tokens"], temperature: float = s["temperature"],
+                 max_new_tokens: int = s["max_new_tokens"], length: int | None = None,
+                 temperature: float = s["temperature"],
                  top_k: int = s["top_k"], top_p: float = s["top_p"],
                  repetition_penalty: float = s["repetition_penalty"], seed: int | None = None,
                  request: gr.Request = None) -> Iterator[dict]:
@@ -591,9 +824,10 @@ def _api_endpoint(handlers: GenerateHandlers, registry: ModelRegistry, *, concur
         "seed", "stopped", …}, best candidate first; `submit` also sees progress
         {"done": false, "status": "loading" | "waiting" | "generating", "position", "tokens"}.
         `keywords` is a list or a text separated by , ， 、 ; |; `model` is a model id or label
-        from the app's list."""
+        from the app's list; `length` (characters for Chinese, words for English) replaces
+        `max_new_tokens` when given; each candidate also says how many `tokens` it took."""
         yield from handlers.generate_events(model, title, keywords, keyword_mode, owner_from_request(request),
-                                            request, n=n, max_new_tokens=max_new_tokens,
+                                            request, n=n, max_new_tokens=max_new_tokens, length=length,
                                             temperature=temperature, top_k=top_k, top_p=top_p,
                                             repetition_penalty=repetition_penalty, seed=seed)
 
@@ -638,6 +872,8 @@ def build_app(registry: ModelRegistry, *, queue_size: int = QUEUE_SIZE, concurre
         _api_endpoint(handlers, registry, concurrency=None)
         demo.load(tab.refresh_models, None, tab.model, queue=False, api_visibility="private",
                   show_progress="hidden")
+        demo.load(handlers.length_bounds, tab.length_inputs, [tab.length, tab.unit], api_visibility="private",
+                  show_progress="hidden")
     # api_open=False: REST calls cannot skip the queue; gradio_client goes through it.
     demo.max_threads = GRADIO_THREADS  # read by queue(); launch() sets it again (launch_kwargs)
     demo.queue(max_size=max(GRADIO_QUEUE, queue_size), default_concurrency_limit=concurrency, api_open=False)
@@ -653,7 +889,7 @@ def launch_kwargs(registry: ModelRegistry, *, session_capacity: int = SESSION_CA
 
     quota = Middleware(UploadQuota, folder=gr.utils.get_upload_folder(),
                        limit_bytes=int(upload_limit_mb * 2**20))
-    return dict(show_error=True, max_file_size=MAX_FILE_SIZE, theme=THEME, css=PAGE_CSS,
+    return dict(show_error=True, max_file_size=MAX_FILE_SIZE, theme=THEME, css=asset("page.css"),
                 blocked_paths=[str(registry.home)], state_session_capacity=session_capacity,
                 max_threads=GRADIO_THREADS,
                 app_kwargs={"middleware": [quota]})

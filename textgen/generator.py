@@ -22,8 +22,9 @@ from .constraints import build_constraints, tokens_needed
 from .coverage import Span, coverage
 from .keywords import parse_keywords
 from .lang import detect_language
+from .length import LengthPlan, LengthPlanner
 from .loading import LoadedModel, builtin_for_language, load
-from .params import GenerationParams
+from .params import GenerationParams, param_specs
 from .prompt import check_title, encode_prompt, token_ids
 from .decoding import SamplingSettings, sample
 from .sampling import GeneratedRepetitionPenalty
@@ -44,6 +45,7 @@ class Candidate:
     spans: list[Span]
     score: float  # mean log-probability per generated token under the model
     index: int  # position in the sampled batch (stable across stream events)
+    tokens: int = 0  # tokens generated, its end token included
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,7 +65,12 @@ class Result(list):
         return {"title": self.title, "keywords": self.keywords, "model": self.model,
                 "prompt_style": self.prompt_style, "seed": self.seed, "stopped": self.stopped,
                 "candidates": [{"text": c.text, "covered": c.covered, "missing": c.missing,
-                                "score": round(c.score, 4)} for c in self]}
+                                "score": round(c.score, 4), "tokens": c.tokens} for c in self]}
+
+    @property
+    def tokens(self) -> int:
+        """Tokens generated for all candidates together."""
+        return sum(c.tokens for c in self)
 
 
 @dataclass
@@ -80,6 +87,15 @@ class _Backend:
     loaded: LoadedModel
     strip_cjk_spaces: bool = False
     end_ids: list[int] = field(default_factory=list)
+    lengths: LengthPlanner | None = None
+
+    def __post_init__(self) -> None:
+        if self.lengths is None:
+            self.lengths = LengthPlanner(self.loaded.tokenizer)
+
+    @property
+    def context(self) -> int:
+        return int(getattr(self.loaded.model.config, "n_positions", 1024))
 
     @classmethod
     def wrap(cls, loaded: LoadedModel) -> "_Backend":
@@ -134,6 +150,18 @@ class Generator:
 
     def backend_for(self, title: str, keywords: Sequence[str]) -> LoadedModel:
         return self._backend(title, keywords).loaded
+
+    def length_plan(self, title: str = "", keywords: str | Sequence[str] | None = None) -> LengthPlan:
+        """What `length` counts for this prompt (characters or words) and the most it may be.
+
+        >>> plan = Generator.from_pretrained("textgen-zh").length_plan("春夜", ["月"])  # doctest: +SKIP
+        >>> plan.unit, plan.max_units                                                   # doctest: +SKIP
+        ('characters', 460)
+        """
+        title, words = check_title(title), parse_keywords(keywords)
+        backend = self._backend(title, words)
+        prompt = encode_prompt(backend.loaded.tokenizer, backend.loaded.fmt, title, words)
+        return backend.lengths.plan(prompt_tokens=len(prompt), context=backend.context, texts=(title, *words))
 
     def generate(self, title: str = "", keywords: str | Sequence[str] | None = None,
                  params: GenerationParams | None = None, *, stop: threading.Event | None = None,
@@ -217,10 +245,12 @@ class Generator:
         backend = self._backend(title, words)
         loaded = backend.loaded
         prompt = encode_prompt(loaded.tokenizer, loaded.fmt, title, words)
-        context = int(getattr(loaded.model.config, "n_positions", 1024))
+        context = backend.context
         if len(prompt) >= context:
             raise ValueError(f"title/keywords: the prompt is {len(prompt)} tokens; "
                              f"this model reads at most {context - 1} before the text")
+        if params.length is not None:
+            params = self._length_budget(backend, params, len(prompt), (title, *words))
         if len(prompt) + params.max_new_tokens > context:
             raise ValueError(f"max_new_tokens: at most {context - len(prompt)} for this prompt "
                              f"(the model's context is {context} tokens, the prompt uses {len(prompt)})")
@@ -232,6 +262,17 @@ class Generator:
                                  f"keywords; writing them needs at least {needed} new tokens")
         seed = params.seed if params.seed is not None else random.SystemRandom().randrange(2**32)
         return _Request(title, words, params, seed, backend, prompt)
+
+    @staticmethod
+    def _length_budget(backend: _Backend, params: GenerationParams, prompt_len: int,
+                       texts: tuple[str, ...]) -> GenerationParams:
+        plan = backend.lengths.plan(prompt_tokens=prompt_len, context=backend.context, texts=texts)
+        if params.length > plan.max_units:
+            raise ValueError(f"length: at most {plan.max_units} {plan.unit} for this prompt and model, got "
+                             f"{params.length} (the model reads {backend.context} tokens, about "
+                             f"{plan.tokens_per_unit:.2f} per {plan.unit[:-1]}) 长度超出模型上限")
+        cap = fields_max("max_new_tokens")
+        return params.replace(max_new_tokens=min(plan.tokens_for(params.length), backend.context - prompt_len, cap))
 
     def _sample(self, req: _Request, *, streamer, stop: threading.Event) -> tuple[torch.Tensor, torch.Tensor]:
         """(sequences (n, prompt_len + new), log-probs (n, new)), the n rows sampled in one batch."""
@@ -259,12 +300,12 @@ class Generator:
         sequences, log_probs = sampled
         prompt_len = len(req.prompt_ids)
         new = sequences[:, prompt_len:].tolist()
-        scores = self._scores(req, sequences, log_probs)
+        scores, lengths = self._scores(req, sequences, log_probs)
         cands = []
         for i, ids in enumerate(new):
             text = self._decode(req.backend, ids)
             covered, missing, spans = coverage(text, req.keywords)
-            cands.append(Candidate(text, covered, missing, spans, scores[i], i))
+            cands.append(Candidate(text, covered, missing, spans, scores[i], i, lengths[i]))
         # full coverage first, then fewer missing keywords, then fluency
         cands.sort(key=lambda c: (len(c.missing), -c.score))
         return Result(cands, model=req.backend.loaded.name, prompt_style=req.backend.loaded.fmt.style,
@@ -278,14 +319,14 @@ class Generator:
             return None
         return "stopped" if stopped else "time_limit"
 
-    def _scores(self, req: _Request, sequences: torch.Tensor, logp: torch.Tensor) -> list[float]:
-        """Mean log-probability of each row's generated tokens, through its end token; `logp`
-        (n, T_new) was recorded while sampling (`decoding.sample`)."""
+    def _scores(self, req: _Request, sequences: torch.Tensor, logp: torch.Tensor) -> tuple[list[float], list[int]]:
+        """Mean log-probability of each row's generated tokens through its end token, and how
+        many tokens that is; `logp` (n, T_new) was recorded while sampling (`decoding.sample`)."""
         prompt_len = len(req.prompt_ids)
         ends = torch.tensor(req.backend.end_ids, device=sequences.device)
         new = sequences[:, prompt_len:]
         if new.shape[1] == 0:
-            return [0.0] * sequences.shape[0]
+            return [0.0] * sequences.shape[0], [0] * sequences.shape[0]
         is_end = torch.isin(new, ends)
         # count tokens up to and including the first end token; later ones are padding
         no_end = torch.full_like(is_end[:, 0], new.shape[1], dtype=torch.long)
@@ -293,7 +334,11 @@ class Generator:
         lengths = torch.clamp(first_end + 1, max=new.shape[1])
         mask = torch.arange(new.shape[1], device=new.device)[None, :] < lengths[:, None]
         logp = logp.to(new.device)
-        return ((logp * mask).sum(1) / lengths).tolist()
+        return ((logp * mask).sum(1) / lengths).tolist(), lengths.tolist()
+
+
+def fields_max(name: str) -> int:
+    return int(param_specs()[name]["max"])
 
 
 def sorted_texts(result: Result, n: int) -> list[str]:

@@ -35,6 +35,10 @@ class GenerationParams:
 
     n: int = _spec(3, "number of candidates, sampled in one batch", 1, 8, step=1)
     max_new_tokens: int = _spec(120, "tokens to generate at most per candidate", 1, 1024, step=1)
+    length: int | None = _spec(None, "length of each text in the reader's units, characters (字) for Chinese and "
+                               "words for English; turned into a token budget with the tokenizer's measured "
+                               "ratio, so the text may be a little shorter or longer (empty: max_new_tokens)",
+                               1, 4000, step=1)
     temperature: float = _spec(0.9, "sampling temperature; lower is more conservative", 0.0, 5.0,
                                low_open=True, step=0.05)
     top_k: int = _spec(30, "sample only from the k most likely tokens (0 = no limit)", 0, 1000, step=1)
@@ -53,7 +57,7 @@ class GenerationParams:
         for f in fields(self):
             value = getattr(self, f.name)
             meta = f.metadata
-            if f.name == "seed" and value is None:
+            if f.name in ("seed", "length") and value is None:
                 continue
             if meta["choices"] is not None:
                 if value not in meta["choices"]:
