@@ -802,7 +802,7 @@ def build_generate_tab(registry: ModelRegistry, handlers: GenerateHandlers, *,
                **private)
     keywords.change(handlers.split_tags, keywords, keywords, queue=False, show_progress="hidden", **private)
     seed.input(lambda: False, None, random_seed, queue=False, show_progress="hidden", **private)
-    gr.on([model.change, title.blur, keywords.change, n.release], handlers.length_bounds,
+    gr.on([model.change, title.blur, keywords.change, n.change], handlers.length_bounds,
           [model, title, keywords, n, length, unit], [length, unit], show_progress="hidden", **private)
     return GenerateTab(model=model, handlers=handlers, length=length, length_inputs=[model, title, keywords, n,
                                                                                      length, unit], unit=unit)

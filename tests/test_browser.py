@@ -105,7 +105,7 @@ def test_title_tags_generate_highlight(page):
     page.wait_for_function("document.querySelectorAll('#tg-keywords .token').length === 3")
     assert tags(page) == ["sea", "long road", "lightning"]
     open_sampling(page)
-    set_slider(page, "max_new_tokens", 60)
+    set_slider(page, "length", 60)
     generate_and_wait(page)
     cards = page.locator("#tg-cards .tg-card")
     assert cards.count() == 3
@@ -130,7 +130,7 @@ def test_highlighted_keywords_are_whole_words(page):
     add_tags(page, "hat, eat, sit, long road")
     page.wait_for_function("document.querySelectorAll('#tg-keywords .token').length === 4")
     open_sampling(page)
-    set_slider(page, "max_new_tokens", 40)
+    set_slider(page, "length", 40)
     generate_and_wait(page)
     cards = page.evaluate("""() => [...document.querySelectorAll('#tg-cards .tg-card')].map(card => ({
         text: card.querySelector('.tg-text').textContent,
@@ -160,7 +160,7 @@ def test_chinese_example_with_other_model(page, app_registry, bert_zh_model_dir)
     page.locator("#tg-model input").first.click()
     page.get_by_role("option", name=label).click()
     open_sampling(page)
-    set_slider(page, "max_new_tokens", 40)
+    set_slider(page, "length", 40)
     set_slider(page, "n", 2)
     generate_and_wait(page)
     assert bert_zh_model_dir.name in page.locator("#tg-status").inner_text()
@@ -186,7 +186,7 @@ def test_markup_in_keywords_is_shown_as_text(page):
     title_box(page).fill("<b>bold</b> ${1+1}")
     add_tags(page, evil)
     open_sampling(page)
-    set_slider(page, "max_new_tokens", 40)
+    set_slider(page, "length", 40)
     generate_and_wait(page)
     assert page.evaluate("window.__pwned") is None
     assert page.locator("#tg-cards img").count() == 0
@@ -207,11 +207,11 @@ def test_stop_then_generate_again(page):
     title_box(page).fill("Storm")
     add_tags(page, "sea")
     open_sampling(page)
-    set_slider(page, "max_new_tokens", 200)
+    set_slider(page, "length", 80)
     set_slider(page, "n", 8)
     page.locator("#tg-generate").click()
     page.locator("#tg-stop").click()
-    set_slider(page, "max_new_tokens", 20)
+    set_slider(page, "length", 20)
     set_slider(page, "n", 1)
     generate_and_wait(page)  # the queue slot was freed: the next job runs
     assert page.locator("#tg-cards .tg-card").count() == 1
@@ -233,35 +233,12 @@ def test_narrow_and_dark(browser, server):
         context.close()
 
 
-class _Endless:
-    """Streams "tick" until closed: lets the test click Stop mid-stream for certain."""
-
-    def __init__(self):
-        import threading
-
-        self.closed = threading.Event()
-
-    def stream(self, title, keywords, params):
-        import time
-
-        from textgen.generator import StreamEvent
-
-        try:
-            count = 0
-            while True:
-                count += 1
-                yield StreamEvent([f"tick {count}"] * params.n)
-                time.sleep(0.02)
-        finally:
-            self.closed.set()
-
-
 def test_stop_cancels_a_running_stream(browser, tmp_path, monkeypatch):
     import app
     from finetune.hub_status import HubStatus
     from finetune.registry import ModelRegistry
 
-    endless = _Endless()
+    endless = _Scripted()
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # "gpt2" is offered, and loads the endless one
     reg = ModelRegistry(tmp_path, builtins=False, loader=lambda entry: endless,
                         hub_status=HubStatus(probe=lambda: True))
@@ -281,3 +258,216 @@ def test_stop_cancels_a_running_stream(browser, tmp_path, monkeypatch):
     finally:
         context.close()
         demo.close()
+
+
+# -- every way a generation ends --------------------------------------------------------------
+class _Scripted:
+    """A stand-in model that writes "tick N" until closed, or until `fail_after` events, when
+    it raises the ValueError a real model raises for a request it cannot serve."""
+
+    def __init__(self, fail_after: int | None = None):
+        import threading
+
+        self.fail_after = fail_after
+        self.closed = threading.Event()
+
+    def stream(self, title, keywords, params):
+        import time
+
+        from textgen.generator import StreamEvent
+
+        try:
+            count = 0
+            while True:
+                count += 1
+                if self.fail_after is not None and count > self.fail_after:
+                    raise ValueError("max_new_tokens: at most 3 for this prompt")
+                yield StreamEvent([f"tick {count}"] * params.n)
+                time.sleep(0.02)
+        finally:
+            self.closed.set()
+
+    def length_plan(self, title, keywords):
+        from textgen.length import LengthPlan
+
+        return LengthPlan("en", 1.0, 400)
+
+
+@pytest.fixture()
+def scripted_app(browser, tmp_path, monkeypatch):
+    """An app whose "gpt2" entry is a `_Scripted` model; yields (page, models by fail_after)."""
+    import app
+    from finetune.hub_status import HubStatus
+    from finetune.registry import ModelRegistry
+
+    models = {"gpt2": _Scripted(), "distilgpt2": _Scripted(fail_after=5)}
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    reg = ModelRegistry(tmp_path, builtins=False, loader=lambda entry: models[entry.id],
+                        hub_status=HubStatus(probe=lambda: True))
+    demo = app.build_app(reg, modes=["off"])
+    url = launch_app(demo, reg)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(url)
+        page.wait_for_selector("#tg-title textarea, #tg-title input")
+        yield page, models
+    finally:
+        context.close()
+        demo.close()
+
+
+def status_text(page) -> str:
+    return page.locator("#tg-status").inner_text()
+
+
+def wait_status(page, text: str) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function("t => document.querySelector('#tg-status').innerText.includes(t)", arg=text,
+                               timeout=30_000)
+    except PlaywrightTimeout:
+        raise AssertionError(f"status never showed {text!r}; it shows {status_text(page)!r}") from None
+
+
+def pick_model(page, name: str) -> None:
+    page.locator("#tg-model input").first.click()
+    page.get_by_role("option", name=re.compile(f"^{name} ")).click()
+
+
+def test_stop_leaves_the_texts_so_far_marked_stopped(scripted_app):
+    page, models = scripted_app
+    pick_model(page, "gpt2")
+    title_box(page).fill("Storm")
+    page.locator("#tg-generate").click()
+    page.wait_for_function("document.querySelector('#tg-cards').innerText.includes('tick 5')")
+    page.locator("#tg-stop").click()
+    wait_status(page, "Stopped 已停止")
+    assert models["gpt2"].closed.wait(10)
+    page.wait_for_timeout(600)  # nothing from the cancelled stream may land after the final state
+    cards = page.locator("#tg-cards .tg-card")
+    assert cards.count() == 3
+    for i in range(3):
+        card = cards.nth(i).inner_text()
+        assert "stopped 已停止" in card and "tick" in card and "…" not in card
+    assert page.locator("#tg-best textarea").input_value().startswith("tick")
+    assert "Generating" not in status_text(page)
+    shot(page, "ending-stopped")
+
+
+def test_a_refused_request_says_why_and_leaves_no_waiting_cards(scripted_app):
+    page, _ = scripted_app
+    title_box(page).fill("   ")
+    page.locator("#tg-generate").click()
+    wait_status(page, "Invalid input 输入有误")
+    assert "title: give a title or at least one keyword" in status_text(page)
+    assert "请填写标题" in status_text(page)
+    page.locator("#tg-cards .tg-refused").wait_for()
+    assert page.locator("#tg-cards .tg-card").count() == 0
+    assert "Generating" not in status_text(page)
+    shot(page, "ending-refused")
+
+
+def test_a_failed_generation_keeps_what_was_written_and_says_so(scripted_app):
+    page, models = scripted_app
+    pick_model(page, "distilgpt2")
+    title_box(page).fill("Storm")
+    page.locator("#tg-generate").click()
+    wait_status(page, "Generation failed 生成失败")
+    assert "max_new_tokens: at most 3" in status_text(page) and "最大生成长度" in status_text(page)
+    cards = page.locator("#tg-cards .tg-card")
+    assert cards.count() == 3
+    assert all("ended by an error" in cards.nth(i).inner_text() for i in range(3))
+    assert "…" not in page.locator("#tg-cards").inner_text()
+
+
+def test_an_unreachable_hub_model_ends_in_a_clear_state(browser, tmp_path, monkeypatch):
+    import app
+    from finetune.hub_status import HubStatus
+    from finetune.registry import ModelRegistry
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    reg = ModelRegistry(tmp_path, builtins=False, hub_status=HubStatus(probe=lambda: False))
+    demo = app.build_app(reg, modes=["off"])
+    url = launch_app(demo, reg)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(url)
+        box = page.locator("#tg-model input").first  # a stale page or a typed id: custom value
+        box.fill("distilgpt2")
+        box.press("Enter")
+        title_box(page).fill("Storm")
+        page.locator("#tg-generate").click()
+        wait_status(page, "Model not available 模型不可用")
+        assert "Loading" not in status_text(page)
+        page.locator("#tg-cards .tg-refused").wait_for()
+        shot(page, "ending-hub-offline")
+    finally:
+        context.close()
+        demo.close()
+
+
+# -- length, rewrite, export, score -------------------------------------------------------------
+def slider_state(page, elem_id: str) -> dict:
+    return page.evaluate(f"""() => {{ const r = document.querySelector('#{elem_id} input[type=range]');
+        return {{max: Number(r.max), value: Number(r.value),
+                 label: document.querySelector('#{elem_id}').innerText}}; }}""")
+
+
+def test_length_is_in_words_or_characters_and_bounded_by_the_model(page, app_registry, bert_zh_model_dir):
+    page.wait_for_function("document.querySelector('#tg-length').innerText.includes('长度 (words')")
+    english = slider_state(page, "tg-length")
+    assert english["max"] < 256  # the tiny model reads 256 tokens
+    label = next(label for label, _ in app_registry.choices() if label.startswith(bert_zh_model_dir.name))
+    page.locator("#tg-model input").first.click()
+    page.get_by_role("option", name=label).click()
+    page.wait_for_function("document.querySelector('#tg-length').innerText.includes('长度 (characters 字')")
+    chinese = slider_state(page, "tg-length")
+    assert chinese["max"] < 256 and chinese["value"] <= chinese["max"]
+    title_box(page).fill("春夜")
+    set_slider(page, "length", 30)
+    generate_and_wait(page)
+    from transformers import AutoTokenizer
+
+    from textgen.length import LengthPlanner
+
+    # a random tiny model writes anything, so the budget is what is checked: 30 characters in
+    # the tokenizer's measured ratio, for each of the 3 candidates
+    budget = LengthPlanner(AutoTokenizer.from_pretrained(bert_zh_model_dir)).plan(
+        prompt_tokens=4, context=256, texts=("春夜",)).tokens_for(30)
+    spent = re.search(r"(\d+) tokens in [\d.]+ s \(\d+ tokens/s\)", status_text(page))
+    assert spent and 0 < int(spent.group(1)) <= 3 * budget
+
+
+def test_rewrite_one_candidate_export_and_score_explained(page, tmp_path):
+    import json
+
+    title_box(page).fill("Storm")
+    add_tags(page, "sea")
+    set_slider(page, "length", 20)
+    generate_and_wait(page)
+    before = page.locator("#tg-cards .tg-text").all_inner_texts()
+    assert len(before) == 3
+    assert "mean log-probability per token" in page.locator("#tg-cards .tg-legend").inner_text()
+    assert "mean log-probability" in page.locator("#tg-cards .tg-score").first.get_attribute("title")
+    page.locator("#tg-cards .tg-card").nth(1).locator(".tg-again").click()
+    wait_status(page, "Rewrote #2 已重写")
+    after = page.locator("#tg-cards .tg-text").all_inner_texts()
+    assert after[0] == before[0] and after[2] == before[2]
+    assert "rewritten 已重写" in page.locator("#tg-cards .tg-card").nth(1).inner_text()
+    with page.expect_download() as info:
+        page.locator("#tg-export-json").click()
+    path = tmp_path / "candidates.json"
+    info.value.save_as(path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert [c["text"] for c in data["candidates"]] == after and data["title"] == "Storm"
+    with page.expect_download() as info:
+        page.locator("#tg-export-txt").click()
+    info.value.save_as(tmp_path / "candidates.txt")
+    txt = (tmp_path / "candidates.txt").read_text(encoding="utf-8")
+    assert all(t in txt for t in after) and "Title 标题: Storm" in txt
+    shot(page, "rewrite-export")

@@ -81,9 +81,12 @@ def tokens_per_unit(tokenizer: Any, language: str) -> float:
 
 
 def model_language(tokenizer: Any) -> str:
-    """"zh" when the tokenizer writes Chinese compactly (about a token per character or less,
-    with few unknown tokens), else "en"; for a prompt that says nothing itself (no Chinese in
+    """"zh" when a fifth of the vocabulary is Chinese, or when the tokenizer writes Chinese
+    compactly (about a token per character or less, few unknown tokens), else "en"; for a prompt that says nothing itself (no Chinese in
     the title or keywords). An English byte-level vocabulary spends 2-4 tokens per character."""
+    vocab = tokenizer.get_vocab()
+    if sum(1 for token in vocab if has_cjk(token)) >= 0.2 * len(vocab):  # a per-character Chinese vocabulary
+        return "zh"
     ids = tokenizer(_SAMPLES["zh"], add_special_tokens=False)["input_ids"]
     unk = getattr(tokenizer, "unk_token_id", None)
     unknown = sum(1 for i in ids if unk is not None and i == unk)
