@@ -41,7 +41,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -58,20 +60,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .library import Library, LibraryError, LibraryItem, check_key
+from .names import file_stem
+from .training import DEFAULT_LR, METHODS
+
+log = logging.getLogger(__name__)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 JOBS_DIR = "finetune"
 EVENTS, SPEC, STATE, LOG, OWNER = "events.jsonl", "spec.json", "state.json", "worker.log", "owner.json"
 LOCK = ".train.lock"
 MODEL = "model"
+PREVIEW_ROWS = 8
 CORPUS_SUFFIXES = (".csv", ".tsv", ".txt", ".jsonl", ".json")
 ACTIVE = ("starting", "running", "stopping")
 FINAL = ("done", "failed", "stopped")
-MANAGED = ("data", "out", "resume")  # fields the manager sets itself
+MANAGED = ("data", "out", "resume", "name")  # fields the manager sets itself
 WORKER_NICE = 10  # generation in the web process comes first on a small CPU
 EXIT_STOPPED, EXIT_USER_ERROR, EXIT_FAILED = 130, 2, 1
 # Tells this process's managers from those of an app that ran before on the same data folder.
 _APP = secrets.token_hex(8)
 _HUB_REPO = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
+
+
+# What the Fine-tune tab starts with (TrainConfig fields), measured to visibly move a built-in
+# model towards a corpus of 40-200 rows within 3 minutes on 2 CPU cores
+# (benchmarks/finetune_defaults.py).
+# LoRA at 2e-3 (the command line's 3e-4 moved perplexity by 3-9% here) for up to 10 epochs.
+WEB_DEFAULTS: dict[str, Any] = dict(method="lora", epochs=10.0, max_steps=300, lr=2e-3, batch_size=4,
+                                    max_length=128)
+# The learning rate an empty box means, per method: the web default for LoRA, else TrainConfig's.
+WEB_LR = {**{m: lr for m, lr in DEFAULT_LR.items() if m in METHODS}, "lora": 2e-3}
 
 
 @dataclass
@@ -111,6 +130,7 @@ class Upload:
     name: str  # the name the user's file had: shown, never used as a path
     report: Any  # finetune.data.DataReport
     keywords: str  # "column" | "auto"
+    preview: list = field(default_factory=list)  # the first rows, as the report shows them
 
 
 @dataclass(frozen=True)
@@ -136,6 +156,9 @@ class JobView:
     resumable: bool
     stop_reason: str  # "by you", "by the time limit of 15 min" …
     result: dict[str, Any] | None  # eval_loss, perplexity, global_step, elapsed_s … when it ended
+    form: dict[str, Any] = field(default_factory=dict)  # the settings as the page sent them
+    library_id: str | None = None  # where the finished model is kept in My models
+    library_note: str = ""  # why it is not (My models full …)
 
     @property
     def active(self) -> bool:
@@ -182,6 +205,17 @@ class Job:
     ended: float | None = None
     detached: float | None = None
     offset: int = 0  # bytes of events.jsonl already read
+    form: dict[str, Any] = field(default_factory=dict)
+    upload: Upload | None = None  # the corpus as it was when the job started (name, report, preview)
+    library_key: str | None = None
+    published: Path | None = None  # the model's folder in My models, once it moved there
+    library_id: str | None = None
+    library_note: str = ""
+
+    @property
+    def model_path(self) -> Path:
+        """Where the finished model is: in My models, or still in the job's folder."""
+        return self.published or self.model_dir
 
     @property
     def model_dir(self) -> Path:
@@ -216,7 +250,8 @@ class Job:
             start_step=self.start_step, elapsed_s=max(0.0, end - self.started) if self.started else 0.0,
             eta_s=self.eta(caps) if self.state in ACTIVE else None, losses=tuple(self.losses),
             evals=tuple(self.evals), samples=tuple(dict(s) for s in self.samples), sample_step=self.sample_step,
-            model_id=self.model_id, resumable=self.resumable, stop_reason=self.stop_reason, result=result)
+            model_id=self.model_id, resumable=self.resumable, stop_reason=self.stop_reason, result=result,
+            form=dict(self.form), library_id=self.library_id, library_note=self.library_note)
 
     @property
     def resumable(self) -> bool:
@@ -259,6 +294,8 @@ class JobManager:
         self._stale: dict[Path, float] = {}
         self._closed = threading.Event()
         self._token = secrets.token_hex(8)  # marks the owner folders this manager made
+        self.library = Library(home)
+        self._claimed: dict[str, set[str]] = {}  # owner -> model ids registered from My models
         self._recover()
         self._thread = threading.Thread(target=self._watch, name="textgen-jobs", daemon=True)
         self._thread.start()
@@ -313,12 +350,16 @@ class JobManager:
             rows, report = load_corpus(path, keywords=keywords)
         except DataError as exc:  # the messages name our copy; the user knows their own name
             raise DataError(str(exc).replace(str(path), name)) from None
-        return Upload(path, name, report, keywords), rows
+        return Upload(path, name, report, keywords, preview=list(rows[:PREVIEW_ROWS])), rows
 
     # -- starting and stopping ---------------------------------------------------------------
-    def start(self, owner: str, settings: dict[str, Any], *, label: str) -> JobView:
-        """Train on the owner's upload with `settings` (TrainConfig fields but data/out/resume).
+    def start(self, owner: str, settings: dict[str, Any], *, label: str, form: dict[str, Any] | None = None,
+              library_key: str | None = None) -> JobView:
+        """Train on the owner's upload with `settings` (TrainConfig fields but data/out/resume/name).
+        Without a current upload, a stopped job's corpus is used again ("start over").
 
+        `form` is kept to show the settings again after a reload; with `library_key` (the
+        browser's secret, see `Library`) the finished model is kept in that browser's My models.
         Raises Busy (another job runs), JobError (no upload, a job of yours runs) or ValueError
         naming the field (settings out of bounds or over the caps)."""
         from .registry import clean_label
@@ -326,6 +367,8 @@ class JobManager:
 
         _check_owner(owner)
         label = clean_label(label)
+        if library_key is not None:
+            check_key(library_key)
         bad = sorted(set(settings) & set(MANAGED))
         if bad:
             raise ValueError(f"{bad[0]}: is set by the job manager")
@@ -334,16 +377,19 @@ class JobManager:
             self._check_free(owner)
             upload = self._uploads.get(owner)
             if upload is None or not upload.path.is_file():
+                upload = self._stopped_corpus(owner)
+            if upload is None:
                 raise JobError("data: upload a corpus first 请先上传语料")
             job_id = secrets.token_hex(16)
             folder = self._folder(owner) / job_id
             try:
-                config = TrainConfig(**{**settings, "keywords": upload.keywords,
+                config = TrainConfig(**{**settings, "keywords": upload.keywords, "name": label,
                                         "data": str(folder / f"corpus{upload.path.suffix}"),
                                         "out": str(folder / MODEL)})
             except TypeError as exc:
                 raise ValueError(f"settings: {exc}") from None
-            job = Job(job_id, owner, folder, label, config.to_dict())
+            job = Job(job_id, owner, folder, label, config.to_dict(), form=dict(form or {}), upload=upload,
+                      library_key=library_key)
             lock_fd = self._machine_lock()
             try:
                 folder.mkdir(mode=0o700)
@@ -358,6 +404,18 @@ class JobManager:
             self._running = job
             self._trim(owner)
             return job.view(self.caps)
+
+    def _stopped_corpus(self, owner: str) -> Upload | None:
+        job = self._latest(owner)
+        if job is None or job.state != "stopped" or job.upload is None or not job.corpus.is_file():
+            return None
+        return dataclasses.replace(job.upload, path=job.corpus)
+
+    def job_upload(self, owner: str | None) -> Upload | None:
+        """The corpus the owner's latest job was started with (its report, after a reload)."""
+        with self._lock:
+            job = self._latest(owner)
+            return job.upload if job else None
 
     def resume(self, owner: str) -> JobView:
         """Continue the owner's stopped job from its last checkpoint."""
@@ -426,6 +484,11 @@ class JobManager:
         with self._lock:
             upload = self._uploads.pop(owner, None)
             files = self._session_files.pop(owner, [])
+            claimed = self._claimed.pop(owner, set())
+        for model_id in claimed:  # kept on disk: the next session of this browser claims them again
+            with contextlib.suppress(ValueError):
+                self.registry.unregister(model_id, owner)
+        with self._lock:
             self._folders.pop(owner, None)
             now = time.monotonic()
             for job in self._jobs.values():
@@ -469,20 +532,47 @@ class JobManager:
         with self._lock:
             job = self._done_job(owner)
             folder = self._folder(owner)
-        name = _slug(job.label)
-        dest = folder / f"{name}.zip"
-        tmp = folder / f".{name}-{secrets.token_hex(4)}.zip"
-        try:
-            with zipfile.ZipFile(tmp, "w") as zf:
-                for path in sorted(job.model_dir.iterdir()):
-                    if path.is_file() and not path.is_symlink():
-                        packed = zipfile.ZIP_STORED if path.suffix == ".safetensors" else zipfile.ZIP_DEFLATED
-                        zf.write(path, f"{name}/{path.name}", compress_type=packed)
-            os.replace(tmp, dest)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return dest
+        return _zip(job.model_path, job.label, folder)
 
+    # -- My models ------------------------------------------------------------------------------
+    def claim(self, owner: str, key: Any) -> list[tuple[LibraryItem, str | None]]:
+        """Offer this browser's kept models to its current session; (item, model id) pairs."""
+        _check_owner(owner)
+        items = self.library.items(key)
+        out = []
+        for item in items:
+            model_id = None
+            if self.registry is not None:
+                try:
+                    model_id = self.registry.register_finetuned(item.folder, item.label, owner=owner,
+                                                                model_id=_item_model_id(owner, item.folder))
+                except (ValueError, OSError) as exc:  # an incomplete folder: listed, not offered
+                    log.warning("My models: %s cannot be offered: %s", item.id, exc)
+            with self._lock:
+                if model_id:
+                    self._claimed.setdefault(owner, set()).add(model_id)
+            out.append((item, model_id))
+        return out
+
+    def forget(self, owner: str, key: Any, item_id: Any) -> LibraryItem:
+        """Delete one of this browser's kept models (requests already running finish)."""
+        item = self.library.get(key, item_id)
+        if self.registry is not None:
+            try:
+                self.registry.unregister(_item_model_id(owner, item.folder), owner)
+            except ValueError:
+                pass
+        with self._lock:
+            for job in self._jobs.values():
+                if job.published == item.folder:
+                    job.model_id = None
+        return self.library.remove(key, item_id)
+
+    def zip_item(self, owner: str, key: Any, item_id: Any) -> Path:
+        item = self.library.get(key, item_id)
+        with self._lock:
+            folder = self._folder(owner)
+        return _zip(item.folder, item.label, folder)
     def push_to_hub(self, owner: str, repo_id: Any, token: Any, *, private: bool = True,
                     endpoint: str | None = None) -> str:
         """Upload the owner's finished model to the Hub repo `repo_id` ("user/name"); returns its
@@ -499,7 +589,7 @@ class JobManager:
 
             api = HfApi(token=token, endpoint=endpoint)
             url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-            api.upload_folder(folder_path=str(job.model_dir), repo_id=repo_id, repo_type="model",
+            api.upload_folder(folder_path=str(job.model_path), repo_id=repo_id, repo_type="model",
                               commit_message=f"textgen fine-tune: {job.label}")
         except Exception as exc:  # noqa: BLE001 - every failure becomes one clean message
             raise HubError(_hub_message(exc, token)) from None
@@ -521,7 +611,7 @@ class JobManager:
 
     def _done_job(self, owner: str) -> Job:
         job = self._latest(owner)
-        if job is None or job.state != "done" or not job.model_dir.is_dir():
+        if job is None or job.state != "done" or not job.model_path.is_dir():
             raise JobError("model: you have no finished fine-tune yet")
         return job
 
@@ -593,6 +683,11 @@ class JobManager:
     def _register(self, job: Job, owner: str) -> str | None:
         if self.registry is None:
             return None
+        if job.published is not None:
+            model_id = self.registry.register_finetuned(job.published, job.label, owner=owner,
+                                                        model_id=_item_model_id(owner, job.published))
+            self._claimed.setdefault(owner, set()).add(model_id)
+            return model_id
         return self.registry.register_finetuned(job.model_dir, job.label, owner=owner)
 
     def _unregister(self, job: Job) -> None:
@@ -725,6 +820,15 @@ class JobManager:
                 not is_complete(job.model_dir, COMPLETE_MARKER):
             job.state, job.message = "failed", "The model folder is incomplete; nothing was registered."
             return
+        if job.library_key:
+            info = {"method": job.config.get("method"), "steps": result.get("global_step"),
+                    "eval_loss": result.get("eval_loss"), "rows": (job.upload.report.rows_kept if job.upload else None),
+                    "corpus": job.upload.name if job.upload else None}
+            try:
+                item = self.library.add(job.library_key, job.model_dir, job.label, info)
+                job.published, job.library_id = item.folder, item.id
+            except (LibraryError, OSError) as exc:
+                job.library_note = str(exc)
         try:
             job.model_id = self._register(job, job.owner)
         except (ValueError, ModelLoadError) as exc:
@@ -776,6 +880,28 @@ class JobManager:
             for upload in folder.glob("upload-*"):
                 upload.unlink(missing_ok=True)
             self._stale[folder] = time.monotonic()
+
+
+def _item_model_id(owner: str, folder: Path) -> str:
+    """The registry id of a kept model for one session: the same at every claim."""
+    return "ft-" + hashlib.sha256(f"{owner}\0{folder}".encode()).hexdigest()[:16]
+
+
+def _zip(model: Path, label: str, folder: Path) -> Path:
+    """Zip a model folder as <file stem of its label>.zip inside `folder`; returns its path."""
+    name = file_stem(label)
+    dest = folder / f"{name}.zip"
+    tmp = folder / f".{name}-{secrets.token_hex(4)}.zip"
+    try:
+        with zipfile.ZipFile(tmp, "w") as zf:
+            for path in sorted(model.iterdir()):
+                if path.is_file() and not path.is_symlink():
+                    packed = zipfile.ZIP_STORED if path.suffix == ".safetensors" else zipfile.ZIP_DEFLATED
+                    zf.write(path, f"{name}/{path.name}", compress_type=packed)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
 
 
 def _check_owner(owner: Any) -> None:
@@ -832,10 +958,6 @@ def _remove_path(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:40].lower() or "textgen-model"
 
 
 def _hub_message(exc: Exception, token: str) -> str:

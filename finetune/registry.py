@@ -245,8 +245,10 @@ class ModelRegistry:
         ids = ", ".join(e.id for e in self.entries(owner)) or "none"
         raise UnknownModelError(f"model: unknown model {shown}; choose one of: {ids}")
 
-    def register_finetuned(self, path: str | Path, label: str, owner: str | None = None) -> str:
-        """Offer a model this app fine-tuned; returns its new opaque id.
+    def register_finetuned(self, path: str | Path, label: str, owner: str | None = None, *,
+                           model_id: str | None = None) -> str:
+        """Offer a model this app fine-tuned; returns its opaque id (a new random one, or
+        `model_id`, which registering the same folder again for the same owner keeps).
 
         Only complete model folders inside the data folder are accepted (symlinks are
         followed before the check), so a user can never point the loader elsewhere."""
@@ -262,11 +264,14 @@ class ModelRegistry:
             raise ValueError(f"path: fine-tuned models must live inside the data folder {home}")
         check_local_folder(folder)  # ModelLoadError: incomplete or unsafe (M2, M3, M5)
         with self._lock:
+            known = self._entries.get(model_id) if model_id else None
+            if known is not None and known.owner == owner and Path(known.source) == folder:
+                return model_id
             taken = {e.label for e in self._entries.values() if e.visible_to(owner)}
             unique, i = label, 2
             while unique in taken:
                 unique, i = f"{label} ({i})", i + 1
-            model_id = f"ft-{secrets.token_hex(8)}"
+            model_id = model_id or f"ft-{secrets.token_hex(8)}"
             self._add(ModelEntry(model_id, unique, "finetuned", folder, owner=owner))
         return model_id
 

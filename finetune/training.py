@@ -64,6 +64,7 @@ class TrainConfig:
                           "holds a previous textgen model)", required=True)
     base: str = _spec("auto", "model to start from: auto (built-in model for the corpus language), "
                               "a built-in name, a local folder, a hub id, or scratch")
+    name: str = _spec("", "the model's name, the title of its card (any script; empty: the --out folder's name)")
     revision: str = _spec("", "hub revision of --base: a commit hash (pins the weights), tag or branch; "
                               "empty: the repo's default branch")
     config: str = _spec("small", "size of the model with --base scratch", choices=SCRATCH_PRESETS)
@@ -650,7 +651,7 @@ def _finish(config: TrainConfig, trainer, bridge, output, parts: _Parts, run, ou
         scratch=config.base == SCRATCH, method=config.method, trained=parts.method.description,
         trainable_params=parts.method.trainable, total_params=parts.method.total, lr=config.learning_rate,
         precision=_precision(args), device=str(args.device), world_size=args.world_size,
-        samples=bridge.last_eval[2] if bridge.last_eval else [], notes=parts.notes, name=out.name,
+        samples=bridge.last_eval[2] if bridge.last_eval else [], notes=parts.notes, name=config.name.strip()[:60] or out.name,
         **parts.stats())
     if not stopped:
         result.elapsed_s = time.perf_counter() - started

@@ -25,14 +25,13 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from .jobs import Busy, Caps, HubError, JobError, JobManager, JobView, duration
+from .jobs import WEB_DEFAULTS, Busy, Caps, HubError, JobError, JobManager, JobView, duration
 from .registry import ModelRegistry, UnknownModelError, owner_from_request
 
 POLL_S = 1.0
 PREVIEW_ROWS = 8
 PREVIEW_CHARS = 160
-# Web defaults: a LoRA run of a small corpus that finishes in a few minutes on 2 vCPUs.
-DEFAULTS = dict(method="lora", epochs=3.0, max_steps=60, batch_size=4, max_length=128)
+DEFAULTS = WEB_DEFAULTS
 METHOD_LABELS = {"lora": "LoRA (fast, small 快速)", "last-n": "last blocks 最后几层",
                  "head": "output layer 仅输出层", "full": "all weights 全部参数"}
 KEYWORD_LABELS = [("keywords column 使用关键词列", "column"), ("extract from text 从正文提取", "auto")]
