@@ -73,6 +73,7 @@ LOCK = ".train.lock"
 MODEL = "model"
 PREVIEW_ROWS = 8
 CORPUS_SUFFIXES = (".csv", ".tsv", ".txt", ".jsonl", ".json")
+SPREADSHEET_SUFFIXES = (".xlsx", ".xls", ".ods", ".numbers")
 ACTIVE = ("starting", "running", "stopping")
 FINAL = ("done", "failed", "stopped")
 MANAGED = ("data", "out", "resume", "name")  # fields the manager sets itself
@@ -159,6 +160,7 @@ class JobView:
     form: dict[str, Any] = field(default_factory=dict)  # the settings as the page sent them
     library_id: str | None = None  # where the finished model is kept in My models
     library_note: str = ""  # why it is not (My models full …)
+    resume_step: int | None = None  # the checkpoint's step, when resumable
 
     @property
     def active(self) -> bool:
@@ -251,7 +253,8 @@ class Job:
             eta_s=self.eta(caps) if self.state in ACTIVE else None, losses=tuple(self.losses),
             evals=tuple(self.evals), samples=tuple(dict(s) for s in self.samples), sample_step=self.sample_step,
             model_id=self.model_id, resumable=self.resumable, stop_reason=self.stop_reason, result=result,
-            form=dict(self.form), library_id=self.library_id, library_note=self.library_note)
+            form=dict(self.form), library_id=self.library_id, library_note=self.library_note,
+            resume_step=_checkpoint_step(self.checkpoint) if self.resumable else None)
 
     @property
     def resumable(self) -> bool:
@@ -310,8 +313,13 @@ class JobManager:
         _check_owner(owner)
         name = Path(src).name
         suffix = Path(name).suffix.lower()
+        if suffix in SPREADSHEET_SUFFIXES:
+            raise DataError(f"file: {name[:80]!r} is a spreadsheet; save it as CSV UTF-8 and upload that "
+                            "(Excel: File › Save As › CSV UTF-8; LibreOffice: Save As › Text CSV, UTF-8) "
+                            "请将表格另存为 UTF-8 编码的 CSV 文件后再上传")
         if suffix not in CORPUS_SUFFIXES:
-            raise DataError(f"file: {name[:80]!r} is not a .csv, .tsv, .txt, .jsonl or .json file")
+            raise DataError(f"file: {name[:80]!r} is not a .csv, .tsv, .txt, .jsonl or .json file "
+                            "请上传 CSV、TSV、TXT、JSONL 或 JSON 文件")
         with self._lock:
             dest = self._folder(owner) / f"upload-{secrets.token_hex(8)}{suffix}"
         shutil.copyfile(src, dest)
@@ -615,6 +623,20 @@ class JobManager:
             raise JobError("model: you have no finished fine-tune yet")
         return job
 
+    def check_settings(self, settings: dict[str, Any]) -> None:
+        """Raise ValueError naming the first bad field, as `start` would: this app's caps, then
+        TrainConfig's own rules (before anything is uploaded or started)."""
+        from .training import TrainConfig
+
+        bad = sorted(set(settings) & set(MANAGED))
+        if bad:
+            raise ValueError(f"{bad[0]}: is set by the job manager")
+        self._check_caps(settings)
+        try:
+            TrainConfig(**{**settings, "data": "corpus.csv", "out": "model"})
+        except TypeError as exc:
+            raise ValueError(f"settings: {exc}") from None
+
     def _check_caps(self, settings: dict[str, Any]) -> None:
         """The web app's bounds, before TrainConfig checks its own (types, lower bounds)."""
         caps = self.caps
@@ -880,6 +902,13 @@ class JobManager:
             for upload in folder.glob("upload-*"):
                 upload.unlink(missing_ok=True)
             self._stale[folder] = time.monotonic()
+
+
+def _checkpoint_step(path: str | None) -> int | None:
+    try:
+        return int(Path(path).name.rsplit("-", 1)[1]) if path else None
+    except (IndexError, ValueError):
+        return None
 
 
 def _item_model_id(owner: str, folder: Path) -> str:

@@ -15,6 +15,7 @@ TEXTGEN_TRAIN_MAX_MINUTES (default 15).
 from __future__ import annotations
 
 import html
+import math
 import os
 import secrets
 import shutil
@@ -25,7 +26,10 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from .jobs import WEB_DEFAULTS, Busy, Caps, HubError, JobError, JobManager, JobView, duration
+from textgen.messages import bilingual
+
+from .jobs import WEB_DEFAULTS, WEB_LR, Busy, Caps, HubError, JobError, JobManager, JobView, duration
+from .library import LibraryError, check_key
 from .registry import ModelRegistry, UnknownModelError, owner_from_request
 
 POLL_S = 1.0
@@ -40,7 +44,23 @@ PLOT_COLUMNS = ["step", "loss", "split"]
 # gr.BrowserState inside a tab that is not shown first is not mounted yet when demo.load runs.
 JOB_KEY = "textgen-finetune-job"
 STORE_JOB_JS = f"(id) => {{ if (id) localStorage.setItem('{JOB_KEY}', id); return []; }}"
-LOAD_JOB_JS = f"() => [localStorage.getItem('{JOB_KEY}')]"
+# My models: the browser makes its own secret key once (256 random bits) and sends it at load.
+LIBRARY_KEY = "textgen-library-key"
+LOAD_JOB_JS = f"""() => {{
+  let key = localStorage.getItem('{LIBRARY_KEY}');
+  if (!key || !/^[0-9a-f]{{64}}$/.test(key)) {{
+    key = Array.from(crypto.getRandomValues(new Uint8Array(32)), b => b.toString(16).padStart(2, '0')).join('');
+    localStorage.setItem('{LIBRARY_KEY}', key);
+  }}
+  return [localStorage.getItem('{JOB_KEY}'), key];
+}}"""
+CONFIRM_DELETE_JS = ("(key, item) => confirm('Delete this model for good? 确定永久删除这个模型？') "
+                     "? [key, item] : [key, null]")
+# Seconds per optimizer step of a LoRA run of a 4.3M-parameter built-in at batch 4 × 128 tokens
+# on 2 CPU cores (benchmarks/finetune_defaults.py: 300 steps in 35-48 s); estimates scale it.
+STEP_S = 0.14
+STEP_PARAMS, STEP_TOKENS = 4.3e6, 4 * 128
+KNOWN_PARAMS = {"gpt2": 124e6, "distilgpt2": 82e6, "gpt2-chinese": 102e6}
 CSS = """
 .ft-box { border: 1px solid var(--border-color-primary); border-radius: 10px; padding: 12px 14px;
   background: var(--block-background-fill); line-height: 1.6; }
@@ -69,6 +89,8 @@ CSS = """
 .ft-sample:first-of-type { border-top: none; }
 .ft-prompt { font-size: 0.85em; color: var(--body-text-color-subdued); }
 .ft-text { white-space: pre-wrap; overflow-wrap: anywhere; }
+.ft-check { font-size: 0.9em; color: var(--body-text-color-subdued); line-height: 1.5; }
+.ft-check-bad { color: #b91c1c; }
 """
 
 
@@ -97,7 +119,7 @@ def escape(text: Any) -> str:
 
 
 def _error(exc: Exception, title: str = "Fine-tune 微调") -> gr.Error:
-    return gr.Error(str(exc), title=title, print_exception=False)
+    return gr.Error(bilingual(str(exc)), title=title, print_exception=False)
 
 
 def _owner(request: gr.Request | None) -> str:
@@ -105,6 +127,28 @@ def _owner(request: gr.Request | None) -> str:
     if not owner:
         raise gr.Error("session: no browser session; reload the page 请刷新页面", print_exception=False)
     return owner
+
+
+def parse_lr(value: Any, method: Any) -> float | None:
+    """The learning-rate box: empty means the method's web default (`WEB_LR`)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return WEB_LR.get(method) if isinstance(method, str) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        raise ValueError(f"lr: must be a number such as 0.0003, or empty for the method's default; got "
+                         f"{str(value)[:20]!r} 学习率须为数字或留空") from None
+
+
+def lr_placeholder(method: Any) -> str:
+    lr = WEB_LR.get(method) if isinstance(method, str) else None
+    return f"empty: {lr:g} for this method 留空即默认值" if lr else "empty: the method's default 留空即默认值"
+
+
+def _check_line(text: str, *, bad: bool = False) -> str:
+    return f'<div class="ft-check{" ft-check-bad" if bad else ""}">{"✗ " if bad else ""}{escape(text)}</div>'
 
 
 # -- rendering --------------------------------------------------------------------------------
@@ -251,14 +295,75 @@ class FinetuneHandlers:
             raise _error(exc, "Unknown model 未知模型") from None
         source = "auto" if entry.kind == "auto" else str(entry.source)
         return dict(base=source, revision=entry.revision or "", method=method, epochs=epochs, max_steps=max_steps,
-                    lr=None if lr in (None, "") else lr, batch_size=batch_size, max_length=max_length)
+                    lr=parse_lr(lr, method), batch_size=batch_size, max_length=max_length)
+
+    def check_settings(self, base: Any, method: Any, epochs: Any, max_steps: Any, lr: Any, batch_size: Any,
+                       max_length: Any, request: gr.Request | None = None):
+        """Any settings change: (Start button, the check line under it). Start is enabled only
+        with a corpus and settings that pass every check; the line says why not, or what to
+        expect (steps, time, effect)."""
+        owner = owner_from_request(request)
+        view = self.manager.view(owner)
+        if view is not None and view.active:
+            return gr.skip(), gr.skip()
+        upload = self.manager.upload(owner) if owner else None
+        resumable = bool(view and view.resumable)
+        try:
+            settings = self.settings(base, method, epochs, max_steps, lr, batch_size, max_length, owner)
+            self.manager.check_settings(settings)
+        except gr.Error as exc:
+            return self._start_button(False, resumable), _check_line(str(exc.message), bad=True)
+        except ValueError as exc:
+            return self._start_button(False, resumable), _check_line(bilingual(str(exc)), bad=True)
+        corpus = (upload or self.manager.job_upload(owner)) if resumable else upload
+        if corpus is None:
+            return self._start_button(False, resumable), _check_line(
+                "Upload a corpus to start. 请先上传语料。")
+        return self._start_button(True, resumable), _check_line(self.estimate(base, settings, corpus, owner))
+
+    @staticmethod
+    def _start_button(ok: bool, resumable: bool):
+        return gr.update(interactive=ok, value="Start over 重新开始" if resumable else "Start 开始")
+
+    def estimate(self, base: Any, settings: dict[str, Any], corpus, owner: str | None) -> str:
+        """Steps, time and what to expect, before Start (an estimate: said so)."""
+        rows = corpus.report.rows_kept
+        train_rows = max(1, rows - max(1, round(rows * 0.1)))
+        per_epoch = math.ceil(train_rows / settings["batch_size"])
+        steps = min(int(settings["max_steps"]), math.ceil(per_epoch * settings["epochs"]))
+        params = self._params(base, owner)
+        scale = (params / STEP_PARAMS) * (settings["batch_size"] * settings["max_length"] / STEP_TOKENS)
+        seconds = steps * STEP_S * max(scale, 0.2) * (1.0 if settings["method"] == "lora" else 1.5)
+        if rows < 100:
+            effect = ("expect a light change of style; 500+ rows give a strong one "
+                      "数据较少，风格变化较轻；500 行以上效果明显")
+        elif rows < 500:
+            effect = "expect a clear change of style 风格会有明显变化"
+        else:
+            effect = "expect a strong change of style 风格会有显著变化"
+        return (f"{rows} rows → about {steps} steps, roughly {duration(seconds)} on this server (an estimate). "
+                f"{effect}. 约 {steps} 步，预计 {duration(seconds)}（估计）。")
+
+    def _params(self, base: Any, owner: str | None) -> float:
+        try:
+            entry = self.registry.resolve(base, owner)
+        except UnknownModelError:
+            return STEP_PARAMS
+        if entry.id in self.registry.cached_ids():
+            gen = self.registry.get(entry.id, owner)
+            try:
+                model = gen.backend_for("文" if entry.kind == "auto" else "text", []).model
+                return float(sum(p.numel() for p in model.parameters()))
+            except Exception:  # noqa: BLE001 - an estimate falls back to the built-ins' size
+                return STEP_PARAMS
+        return KNOWN_PARAMS.get(entry.id, STEP_PARAMS)
 
     # upload
     def upload(self, file: Any, keywords: str = "column", request: gr.Request | None = None):
-        """File → (report html, preview table, model name, start button)."""
+        """File → (report html, preview table, model name); Start follows from `check_settings`."""
         owner = _owner(request)
         if not file:
-            return EMPTY_REPORT, empty_preview(), gr.skip(), gr.skip()
+            return EMPTY_REPORT, empty_preview(), gr.skip()
         path = Path(file if isinstance(file, (str, Path)) else getattr(file, "name", ""))
         try:
             upload, rows = self.manager.save_upload(owner, path, keywords=_keywords(keywords))
@@ -267,7 +372,7 @@ class FinetuneHandlers:
         finally:
             _drop_gradio_copy(path)
         name = f"{Path(upload.name).stem[:40]} · fine-tuned 微调"
-        return render_report(upload), preview_table(rows), name, gr.update(interactive=True)
+        return render_report(upload), preview_table(rows), name
 
     def rekeyword(self, keywords: str, request: gr.Request | None = None):
         owner = _owner(request)
@@ -281,21 +386,28 @@ class FinetuneHandlers:
 
     # jobs
     def start_job(self, base: Any, method: Any, epochs: Any, max_steps: Any, lr: Any, batch_size: Any,
-                  max_length: Any, name: Any, request: gr.Request | None = None) -> JobView:
+                  max_length: Any, name: Any, library_key: Any = None,
+                  request: gr.Request | None = None) -> JobView:
         owner = _owner(request)
-        settings = self.settings(base, method, epochs, max_steps, lr, batch_size, max_length, owner)
-        label = name if isinstance(name, str) and name.strip() else "fine-tuned 微调"
         try:
-            return self.manager.start(owner, settings, label=label)
+            settings = self.settings(base, method, epochs, max_steps, lr, batch_size, max_length, owner)
+        except ValueError as exc:
+            raise _error(exc, "Cannot start 无法开始") from None
+        label = name if isinstance(name, str) and name.strip() else "fine-tuned 微调"
+        form = dict(base=base, method=method, epochs=epochs, max_steps=max_steps, lr=lr if isinstance(lr, str) else
+                    ("" if lr is None else str(lr)), batch_size=batch_size, max_length=max_length, name=label)
+        try:
+            return self.manager.start(owner, settings, label=label, form=form, library_key=library_key or None)
         except Busy as exc:
             raise _error(exc, "Busy 忙") from None
         except (JobError, ValueError) as exc:
             raise _error(exc, "Cannot start 无法开始") from None
 
     def start(self, base: Any, method: Any, epochs: Any, max_steps: Any, lr: Any, batch_size: Any,
-              max_length: Any, name: Any, request: gr.Request | None = None):
+              max_length: Any, name: Any, library_key: Any = None, request: gr.Request | None = None):
         """Start button: the screen, the job id for the browser to keep, a fresh `seen`."""
-        view = self.start_job(base, method, epochs, max_steps, lr, batch_size, max_length, name, request=request)
+        view = self.start_job(base, method, epochs, max_steps, lr, batch_size, max_length, name, library_key,
+                              request=request)
         return (*self.screen(view, owner_from_request(request)), view.id, {"job": view.id})
 
     def stop(self, request: gr.Request | None = None):
@@ -318,34 +430,119 @@ class FinetuneHandlers:
         return self.screen(view, owner)
 
     def screen(self, view: JobView | None, owner: str | None = None) -> tuple:
+        """Start is only ever disabled here (while a job runs); `check_settings`, which runs
+        after every screen, enables it when the settings and the corpus allow."""
         active = view is not None and view.active
-        can_start = not active and owner is not None and self.manager.upload(owner) is not None
+        resumable = bool(view and view.resumable)
         frame = plot_frame(view)
+        start = (gr.update(interactive=False) if active else
+                 gr.update(value="Start over 重新开始" if resumable else "Start 开始"))
+        resume = gr.update(visible=resumable, value=f"Resume from step {view.resume_step} 从第 {view.resume_step} 步继续"
+                           if resumable and view.resume_step is not None else "Resume 继续")
         return (render_status(view, None if active else self.manager.busy(owner)),
                 gr.update(value=frame, visible=frame is not None), render_samples(view),
-                gr.update(interactive=can_start), gr.update(interactive=active),
-                gr.update(visible=bool(view and view.resumable)),
+                start, gr.update(interactive=active), resume,
                 gr.update(visible=bool(view and view.state == "done")),
                 gr.Timer(active=active))
 
-    def poll(self, seen: dict | None, request: gr.Request | None = None):
-        """Timer tick and page load: the screen, plus the model lists once a model is ready."""
+    def poll(self, seen: dict | None, key: Any = None, request: gr.Request | None = None):
+        """Timer tick: the screen, plus the model lists and My models once a model is ready."""
         owner = _owner(request)
-        return self._refresh(self.manager.view(owner), seen, owner)
+        return self._refresh(self.manager.view(owner), seen, owner, key)
 
-    def attach(self, job_id: Any, request: gr.Request | None = None):
-        """Page load: re-attach to the job this browser started (its id survives a reload)."""
+    def attach(self, job_id: Any, key: Any = None, request: gr.Request | None = None):
+        """Page load: offer this browser's kept models (My models), re-attach to the job it
+        started (its id survives a reload) and show the form as that job was started."""
         owner = _owner(request)
+        kept = self._claim(owner, key)
         view = self.manager.adopt(job_id, owner) if job_id else None
-        return self._refresh(view or self.manager.view(owner), {}, owner)
+        view = view or self.manager.view(owner)
+        *screen, models, bases, _, seen = self._refresh(view, {}, owner)
+        if kept and models == gr.skip():
+            models = gr.update(choices=self.registry.choices(owner))
+        base, *form = self._form(view, owner)
+        bases = gr.update(choices=self.base_choices(owner), **({} if base is None else {"value": base}))
+        return (*screen, models, bases, self._library_list(kept), seen, *form, _valid_key(key))
 
-    def _refresh(self, view: JobView | None, seen: dict | None, owner: str):
+    def _claim(self, owner: str, key: Any) -> list:
+        if not key:
+            return []
+        try:
+            return self.manager.claim(owner, key)
+        except LibraryError as exc:
+            gr.Warning(bilingual(str(exc)))
+            return []
+
+    def _form(self, view: JobView | None, owner: str) -> tuple:
+        """(base id or None, then FORM_OUTPUTS): the settings, name, report and preview of the
+        owner's latest job."""
+        if view is None or not view.form:
+            return (None, *(gr.skip(),) * 9)
+        f, upload = view.form, self.manager.job_upload(owner)
+        report = render_report(upload) if upload else gr.skip()
+        preview = preview_table(upload.preview) if upload else gr.skip()
+        value = (lambda k: f[k] if k in f else gr.skip())
+        return (f.get("base"), report, preview, value("method"),
+                value("epochs"), value("max_steps"), gr.update(value=f.get("lr", ""),
+                                                               placeholder=lr_placeholder(f.get("method"))),
+                value("batch_size"), value("max_length"), value("name"))
+
+    # My models
+    def _library_list(self, kept: list, selected: str | None = None):
+        import datetime as dt
+
+        choices = [(f"{item.label} · {dt.datetime.fromtimestamp(item.created):%Y-%m-%d %H:%M}", item.id)
+                   for item, _ in kept]
+        ids = [i for _, i in choices]
+        value = selected if selected in ids else (ids[-1] if ids else None)
+        return gr.update(choices=choices, value=value)
+
+    def library_refresh(self, key: Any, request: gr.Request | None = None):
+        """After a fine-tune ends: the list again (its new model is kept there)."""
+        owner = _owner(request)
+        return self._library_list(self._claim(owner, key))
+
+    def library_use(self, key: Any, item_id: Any, request: gr.Request | None = None):
+        """Select a kept model in the Generate tab (and as the base of the next fine-tune)."""
+        owner = _owner(request)
+        kept = dict((item.id, model_id) for item, model_id in self._claim(owner, key))
+        if item_id not in kept or kept[item_id] is None:
+            raise _error(LibraryError("library: choose one of your models first 请先选择一个模型"), "My models 我的模型")
+        gr.Info("Selected in the Generate tab 已在「生成」页选中")
+        return (gr.update(choices=self.registry.choices(owner), value=kept[item_id]),
+                gr.update(choices=self.base_choices(owner)))
+
+    def library_download(self, key: Any, item_id: Any, request: gr.Request | None = None):
+        owner = _owner(request)
+        try:
+            built = self.manager.zip_item(owner, key, item_id)
+        except LibraryError as exc:
+            raise _error(exc, "My models 我的模型") from None
+        return gr.update(value=str(self._hand_over(owner, built)), visible=True)
+
+    def library_delete(self, key: Any, item_id: Any, request: gr.Request | None = None):
+        owner = _owner(request)
+        if item_id is None:  # the confirmation was declined
+            return gr.skip(), gr.skip(), gr.skip()
+        try:
+            item = self.manager.forget(owner, key, item_id)
+        except LibraryError as exc:
+            raise _error(exc, "My models 我的模型") from None
+        gr.Info(f"Deleted {item.label} 已删除")
+        return (self._library_list(self._claim(owner, key)), gr.update(choices=self.registry.choices(owner)),
+                gr.update(visible=False))
+
+    def _refresh(self, view: JobView | None, seen: dict | None, owner: str, key: Any = None):
         seen = dict(seen or {})
-        models = bases = gr.skip()
+        models = bases = library = gr.skip()
         if view is not None and view.state == "done" and view.model_id and seen.get("model") != view.model_id:
             seen["model"] = view.model_id
             models = gr.update(choices=self.registry.choices(owner), value=view.model_id)
             bases = gr.update(choices=self.base_choices(owner))
+            if view.library_id and key:
+                library = self._library_list(self._claim(owner, key), view.library_id)
+            if view.library_note:
+                gr.Warning(view.library_note)
         status, plot, samples, *rest = self.screen(view, owner)
         key = (view.id, len(view.losses), len(view.evals)) if view else None
         if seen.get("plot") == list(key or []):
@@ -354,7 +551,7 @@ class FinetuneHandlers:
         if view is not None and seen.get("samples") == [view.id, view.sample_step]:
             samples = gr.skip()
         seen["samples"] = [view.id, view.sample_step] if view else []
-        return (status, plot, samples, *rest, models, bases, seen)
+        return (status, plot, samples, *rest, models, bases, library, seen)
 
     def release(self, request: gr.Request | None = None) -> None:
         """The session ended (tab closed or reloaded): its upload and downloads go now."""
@@ -369,12 +566,17 @@ class FinetuneHandlers:
             built = self.manager.zip_model(owner)
         except JobError as exc:
             raise _error(exc) from None
+        return gr.update(value=str(self._hand_over(owner, built)), visible=True)
+
+    def _hand_over(self, owner: str, built: Path) -> Path:
+        """Move a zip from the session's folder to a random folder of gradio's cache (the data
+        folder itself is blocked from gradio's file route); deleted when the session ends."""
         folder = Path(gr.utils.get_upload_folder()) / f"textgen-{secrets.token_hex(20)}"
         folder.mkdir(parents=True, mode=0o700)
         dest = folder / built.name
         shutil.move(built, dest)
         self.manager.keep_until_release(owner, folder)
-        return gr.update(value=str(dest), visible=True)
+        return dest
 
     def push(self, repo_id: Any, token: Any, private: Any, request: gr.Request | None = None):
         """Push to the Hub with the token typed in; the token box is emptied whatever happens."""
@@ -392,6 +594,13 @@ class FinetuneHandlers:
         upload = self.manager.upload(owner)
         return {"job": view.to_dict() if view else None, "busy": self.manager.busy(owner),
                 "upload": {"name": upload.name, **upload.report.to_dict(), "path": None} if upload else None}
+
+
+def _valid_key(key: Any) -> str | None:
+    try:
+        return check_key(key)
+    except LibraryError:
+        return None
 
 
 def _keywords(value: Any) -> str:
@@ -443,8 +652,10 @@ def build_tab(*, registry: ModelRegistry, generate: Any) -> FinetuneTab:
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=320):
                 gr.Markdown("### 1 · Corpus 语料")
+                # spreadsheets are accepted here only to be refused with how to save them as CSV
                 file = gr.File(label="Corpus file 语料文件 (CSV, TSV, JSONL)", file_count="single",
-                               file_types=[".csv", ".tsv", ".txt", ".jsonl", ".json"], type="filepath",
+                               file_types=[".csv", ".tsv", ".txt", ".jsonl", ".json", ".xlsx", ".xls", ".ods",
+                                           ".numbers"], type="filepath",
                                elem_id="ft-file", height=120)
                 keywords = gr.Radio(KEYWORD_LABELS, value="column", label="Keywords 关键词",
                                     info=spec["keywords"]["help"], elem_id="ft-keywords")
@@ -468,8 +679,10 @@ def build_tab(*, registry: ModelRegistry, generate: Any) -> FinetuneTab:
                                       info=f"training ends after the epochs or at this step, whichever comes first "
                                            f"(at most {step_cap} here)", elem_id="ft-max-steps")
                 with gr.Accordion("More settings 更多设置", open=False):
-                    lr = gr.Number(None, label="Learning rate 学习率", info=spec["lr"]["help"],
-                                   minimum=0, maximum=spec["lr"]["max"], elem_id="ft-lr")
+                    # text, not a number box: empty must stay empty (the method's default), never 0
+                    lr = gr.Textbox("", label="Learning rate 学习率", placeholder=lr_placeholder(DEFAULTS["method"]),
+                                    info="peak learning rate; empty: the method's default 峰值学习率，留空使用默认值",
+                                    max_length=20, elem_id="ft-lr")
                     batch_size = _spec_slider(spec, "batch_size", "Batch size 批大小", value=DEFAULTS["batch_size"],
                                               high=manager.caps.max_batch_size, step=1, elem_id="ft-batch-size")
                     max_length = _spec_slider(spec, "max_length", "Max length 最大长度",
@@ -481,6 +694,8 @@ def build_tab(*, registry: ModelRegistry, generate: Any) -> FinetuneTab:
                     start = gr.Button("Start 开始", variant="primary", interactive=False, elem_id="ft-start")
                     stop = gr.Button("Stop 停止", variant="stop", interactive=False, elem_id="ft-stop")
                     resume = gr.Button("Resume 继续", visible=False, elem_id="ft-resume")
+                check = gr.HTML(_check_line("Upload a corpus to start. 请先上传语料。"), css_template=CSS,
+                                elem_id="ft-check")
             with gr.Column(scale=3, min_width=360):
                 gr.Markdown("### 3 · Training 训练")
                 status = gr.HTML(render_status(None), css_template=CSS, elem_id="ft-status")
@@ -503,30 +718,55 @@ def build_tab(*, registry: ModelRegistry, generate: Any) -> FinetuneTab:
                         private = gr.Checkbox(True, label="Private repository 私有仓库")
                         push = gr.Button("Push 上传", elem_id="ft-push")
                         pushed = gr.HTML("", css_template=CSS, elem_id="ft-pushed")
+        with gr.Accordion("My models 我的模型", open=True, elem_id="ft-library-box"):
+            gr.Markdown("Models you fine-tuned in this browser, kept on the server across reloads and restarts; "
+                        "another browser does not see them. 在本浏览器微调的模型，刷新或重启后仍保留，其他浏览器看不到。",
+                        elem_classes="ft-intro")
+            with gr.Row():
+                library = gr.Dropdown([], label="Your models 你的模型", elem_id="ft-library", scale=3)
+                use = gr.Button("Use in Generate 在生成中使用", elem_id="ft-library-use", scale=1)
+                fetch = gr.Button("Prepare download 准备下载", elem_id="ft-library-zip", scale=1)
+                remove = gr.Button("Delete 删除", variant="stop", elem_id="ft-library-delete", scale=1)
+            fetched = gr.DownloadButton("Download zip 下载", visible=False, variant="primary",
+                                        elem_id="ft-library-download")
         timer = gr.Timer(POLL_S, active=False)
         job_id = gr.Textbox(visible=False)  # carries the id to and from the browser's localStorage
         seen = gr.State({})
+        key_box = gr.Textbox(visible=False)  # carries the My models key from the browser's localStorage
+        key = gr.State(None)  # that key, once checked
         _api(h, manager, step_cap)  # inside the tab: gr.Tabs() takes only tabs as children
 
     screen = [status, plot, samples, start, stop, resume, done, timer]
-    refresh = [*screen, generate.model, base, seen]
-    settings = [base, method, epochs, max_steps, lr, batch_size, max_length, name]
+    refresh = [*screen, generate.model, base, library, seen]
+    form = [report, preview, method, epochs, max_steps, lr, batch_size, max_length, name]
+    checked = [base, method, epochs, max_steps, lr, batch_size, max_length]
+    settings = [*checked, name, key]
     private_ = dict(api_visibility="private", show_progress="hidden")
+    check_ = dict(fn=h.check_settings, inputs=checked, outputs=[start, check], queue=False, **private_)
 
-    file.upload(h.upload, [file, keywords], [report, preview, name, start], api_name="finetune_upload",
+    file.upload(h.upload, [file, keywords], [report, preview, name], api_name="finetune_upload",
                 api_description="Upload a corpus (CSV, TSV or JSONL); returns the report and the first rows.",
-                show_progress="minimal", show_progress_on=[report])
-    keywords.change(h.rekeyword, keywords, [report, preview], **private_)
+                show_progress="minimal", show_progress_on=[report]).then(**check_)
+    keywords.change(h.rekeyword, keywords, [report, preview], **private_).then(**check_)
+    gr.on([c.change for c in checked], **check_)
+    method.change(lambda m: gr.update(placeholder=lr_placeholder(m)), method, lr, queue=False, **private_)
     start.click(h.start, settings, [*screen, job_id, seen], **private_).then(
-        None, job_id, None, js=STORE_JOB_JS, **private_).then(h.poll, seen, refresh, queue=False, **private_)
-    stop.click(h.stop, None, screen, queue=False, **private_)
-    resume.click(h.resume, None, screen, **private_)
-    timer.tick(h.poll, seen, refresh, queue=False, **private_)
+        None, job_id, None, js=STORE_JOB_JS, **private_).then(
+        h.poll, [seen, key], refresh, queue=False, **private_).then(**check_)
+    stop.click(h.stop, None, screen, queue=False, **private_).then(**check_)
+    resume.click(h.resume, None, screen, **private_).then(**check_)
+    timer.tick(h.poll, [seen, key], refresh, queue=False, **private_).then(**check_)
     zip_button.click(h.prepare_download, None, download, **private_)
     push.click(h.push, [repo_id, token, private], [pushed, token], **private_)
+    use.click(h.library_use, [key, library], [generate.model, base], **private_)
+    fetch.click(h.library_download, [key, library], fetched, **private_)
+    remove.click(h.library_delete, [key, library], [library, generate.model, fetched], js=CONFIRM_DELETE_JS,
+                 **private_)
+    library.change(lambda: gr.update(visible=False), None, fetched, queue=False, **private_)
 
     root = gr.context.Context.root_block
-    root.load(h.attach, job_id, refresh, js=LOAD_JOB_JS, queue=False, **private_)
+    root.load(h.attach, [job_id, key_box], [*refresh, *form, key], js=LOAD_JOB_JS, queue=False, **private_).then(
+        **check_)
     root.unload(h.release)
     return FinetuneTab(manager=manager, handlers=h)
 
@@ -538,10 +778,12 @@ def _api(h: FinetuneHandlers, manager: JobManager, step_cap: int) -> None:
     def finetune_start(base: str = default_base, method: str = d["method"], epochs: float = d["epochs"],
                        max_steps: int = min(d["max_steps"], step_cap), lr: float | None = None,
                        batch_size: int = d["batch_size"], max_length: int = d["max_length"], name: str = "",
-                       request: gr.Request = None) -> dict:
+                       library_key: str = "", request: gr.Request = None) -> dict:
         """Fine-tune on the file sent to /finetune_upload; returns the job (poll /finetune_status).
-        `base` is a model id from the app's list; max_steps caps the epochs."""
-        return h.start_job(base, method, epochs, max_steps, lr, batch_size, max_length, name,
+        `base` is a model id from the app's list; max_steps caps the epochs; `lr` empty: the
+        method's default. With `library_key` (64 hex digits you keep secret) the finished model
+        is also kept in that key's My models."""
+        return h.start_job(base, method, epochs, max_steps, lr, batch_size, max_length, name, library_key or None,
                            request=request).to_dict()
 
     def finetune_status(request: gr.Request = None) -> dict:

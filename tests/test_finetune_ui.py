@@ -73,7 +73,7 @@ def corpus(tmp_path) -> Path:
 
 # -- plain functions -------------------------------------------------------------------------
 def test_upload_shows_the_report_and_the_first_rows(handlers, corpus):
-    report, preview, name, start = handlers.upload(str(corpus), "column", ALICE)
+    report, preview, name = handlers.upload(str(corpus), "column", ALICE)
     for text in ("storms.csv · CSV", "utf-8", "delimiter comma , · header row", "24 kept of 24",
                  "from the keywords column", "language en", "ready to train"):
         assert text in report, text
@@ -81,7 +81,7 @@ def test_upload_shows_the_report_and_the_first_rows(handlers, corpus):
     assert list(preview.columns) == ["title 标题", "keywords 关键词", "text 正文"]
     assert len(preview) == ui.PREVIEW_ROWS and preview.iloc[0, 0] == "Storm 0"
     assert preview.iloc[0, 1] == "storm, sea" and len(preview.iloc[0, 2]) <= ui.PREVIEW_CHARS
-    assert name == "storms · fine-tuned 微调" and start["interactive"] is True
+    assert name == "storms · fine-tuned 微调"
     assert handlers.manager.upload("alice").path.is_file() and handlers.manager.upload("bob") is None
 
     report, preview = handlers.rekeyword("auto", ALICE)
@@ -96,10 +96,10 @@ def test_upload_reads_gbk_and_clearing_the_file_resets(handlers, tmp_path):
         writer.writerow(["标题", "关键词", "正文"])
         for i in range(12):
             writer.writerow([f"春夜{i}", "春、雨", "春夜喜雨，好雨知时节，当春乃发生。随风潜入夜，润物细无声。"])
-    report, preview, _, _ = handlers.upload(str(path), "column", ALICE)
+    report, preview, _ = handlers.upload(str(path), "column", ALICE)
     assert "gb18030" in report and "title ← 标题" in report and "language zh" in report
     assert preview.iloc[0, 1] == "春, 雨"
-    report, preview, name, start = handlers.upload(None, "column", ALICE)
+    report, preview, name = handlers.upload(None, "column", ALICE)
     assert report == ui.EMPTY_REPORT and preview.empty
 
 
@@ -134,6 +134,7 @@ def test_start_refuses_bad_settings_naming_the_field(handlers, registry, corpus)
                             (dict(base=str(registry.home)), "model: unknown model"),
                             (dict(max_steps=301), "max_steps: must be 1 to 300"),
                             (dict(lr=0), "lr: must be > 0"),
+                            (dict(lr="0.o1"), "lr: must be a number such as 0.0003"),
                             (dict(method="everything"), "method: must be one of"),
                             (dict(batch_size=0), "batch_size:"),
                             (dict(name="x" * 61), "label: 61 characters")]:
@@ -205,12 +206,12 @@ class FakeManager:
 def test_a_finished_model_is_selected_once_in_the_generate_tab(registry, tmp_path):
     done = view(state="done", model_id=registry.default_id(), eta_s=None)
     h = ui.FinetuneHandlers(registry, FakeManager(tmp_path, done))
-    first = h.poll({}, ALICE)
-    status, plot, samples, start, stop, resume, box, timer, models, bases, seen = first
+    first = h.poll({}, None, ALICE)
+    status, plot, samples, start, stop, resume, box, timer, models, bases, library, seen = first
     assert models["value"] == done.model_id and models["choices"] == registry.choices("alice")
-    assert box["visible"] is True and start["interactive"] is True and stop["interactive"] is False
+    assert box["visible"] is True and "interactive" not in start and stop["interactive"] is False
     assert timer.active is False
-    again = h.poll(seen, ALICE)
+    again = h.poll(seen, None, ALICE)
     assert again[8] == gr.skip() and again[1] == gr.skip()  # nothing new: no re-render, no reselect
     running = h.screen(replace(done, state="running"))
     assert running[7].active is True and running[4]["interactive"] is True
