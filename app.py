@@ -734,6 +734,20 @@ def _no_builtin_notice(registry: ModelRegistry) -> str:
             "请选择下方模型：Hub 模型需要联网，或用 `TEXTGEN_EXTRA_MODELS` 指定本地模型文件夹。")
 
 
+class LengthSlider(gr.Slider):
+    """The Length slider, whose maximum follows the model and prompt (`length_bounds`). A value
+    above it (a tab that was hidden when the bound changed, a stale page) is clamped rather
+    than refused with gradio's own error; the handler checks the length again anyway."""
+
+    def get_block_name(self) -> str:
+        return "slider"
+
+    def preprocess(self, payload: float | None) -> float | None:
+        if isinstance(payload, (int, float)) and not isinstance(payload, bool) and self.maximum is not None:
+            payload = min(payload, self.maximum)
+        return super().preprocess(payload)
+
+
 GENERATE_OUTPUTS = ("cards", "best", "status", "seed", "shown", "export_txt", "export_json")
 
 
@@ -754,7 +768,7 @@ def build_generate_tab(registry: ModelRegistry, handlers: GenerateHandlers, *,
             mode = gr.Radio([(MODE_LABELS[m], m) for m in handlers.modes], value=handlers.default_mode,
                             label="Keyword mode 关键词模式", info=SPECS["keyword_mode"]["help"],
                             elem_id="tg-mode")
-            length = gr.Slider(1, 400, value=DEFAULT_LENGTH["zh"], step=1, label="Length 长度",
+            length = LengthSlider(1, 400, value=DEFAULT_LENGTH["zh"], step=1, label="Length 长度",
                                info="about how long each text is: characters for Chinese, words for English "
                                     "每条文本大约的长度：中文按字，英文按词", elem_id="tg-length")
             with gr.Row():
@@ -862,11 +876,14 @@ def build_app(registry: ModelRegistry, *, queue_size: int = QUEUE_SIZE, concurre
         if notice:
             gr.Markdown(notice, elem_classes="tg-notice", elem_id="tg-notice")
         with gr.Tabs():
-            with gr.Tab("Generate 生成", id="generate"):
+            with gr.Tab("Generate 生成", id="generate") as generate_tab:
                 # No gradio limit on generation events: each enters its handler at once, where
                 # FairSlots admits it (or answers "busy") and orders the turns; gradio's FIFO
                 # would let one client's flood sit ahead of everyone.
                 tab = build_generate_tab(registry, handlers, concurrency=None)
+            # a hidden tab may miss the slider's updates: bound it again when it is shown
+            generate_tab.select(handlers.length_bounds, tab.length_inputs, [tab.length, tab.unit],
+                                api_visibility="private", show_progress="hidden")
             if finetune_tab:
                 _add_finetune_tab(registry, tab)
         _api_endpoint(handlers, registry, concurrency=None)

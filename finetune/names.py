@@ -8,6 +8,8 @@ download keeps a name the user recognises and that every file system and zip too
 'moxing-b'
 >>> file_stem("Storm poems · 我的诗")
 'storm-poems-wodeshi'
+>>> file_stem("storms · fine-tuned 微调")
+'storms-fine-tuned-weitiao'
 >>> file_stem("🙂")
 'textgen-model'
 """
@@ -20,9 +22,19 @@ _HAN = re.compile(r"([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+)")
 MAX_STEM = 48
 
 
+# Words of this app that pypinyin's phrase table reads otherwise (调 as diao, "to transfer").
+_PHRASES = {"微调": [["wēi"], ["tiáo"]]}
+_loaded = False
+
+
 def file_stem(label: str, default: str = "textgen-model") -> str:
     """Lower-case ASCII letters, digits and single hyphens, at most 48 characters."""
-    from pypinyin import lazy_pinyin
+    global _loaded
+    from pypinyin import lazy_pinyin, load_phrases_dict
+
+    if not _loaded:
+        load_phrases_dict(_PHRASES)
+        _loaded = True
 
     parts = []
     for i, run in enumerate(_HAN.split(label)):

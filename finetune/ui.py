@@ -497,10 +497,12 @@ class FinetuneHandlers:
         value = selected if selected in ids else (ids[-1] if ids else None)
         return gr.update(choices=choices, value=value)
 
-    def library_refresh(self, key: Any, request: gr.Request | None = None):
-        """After a fine-tune ends: the list again (its new model is kept there)."""
+    def library_refresh(self, key: Any, selected: Any = None, request: gr.Request | None = None):
+        """The tab is shown: the list again (before the page load sent the key: as it is)."""
         owner = _owner(request)
-        return self._library_list(self._claim(owner, key))
+        if not key:
+            return gr.skip()
+        return self._library_list(self._claim(owner, key), selected if isinstance(selected, str) else None)
 
     def library_use(self, key: Any, item_id: Any, request: gr.Request | None = None):
         """Select a kept model in the Generate tab (and as the base of the next fine-tune)."""
@@ -645,7 +647,7 @@ def build_tab(*, registry: ModelRegistry, generate: Any) -> FinetuneTab:
     manager = make_manager(registry)
     h = FinetuneHandlers(registry, manager)
     step_cap = int(min(manager.caps.max_steps or spec["max_steps"]["max"], spec["max_steps"]["max"]))
-    with gr.Tab("Fine-tune 微调", id="finetune"):
+    with gr.Tab("Fine-tune 微调", id="finetune") as tab:
         gr.Markdown("Teach a model your own style: upload texts with titles and keywords, check what was "
                     "understood, then train. 用自己的文本微调模型：上传带标题和关键词的文本，检查后开始训练。",
                     elem_classes="ft-intro")
@@ -763,6 +765,8 @@ def build_tab(*, registry: ModelRegistry, generate: Any) -> FinetuneTab:
     remove.click(h.library_delete, [key, library], [library, generate.model, fetched], js=CONFIRM_DELETE_JS,
                  **private_)
     library.change(lambda: gr.update(visible=False), None, fetched, queue=False, **private_)
+    # the page opens on the Generate tab: this tab's lists are filled again when it is shown
+    tab.select(h.library_refresh, [key, library], library, queue=False, **private_)
 
     root = gr.context.Context.root_block
     root.load(h.attach, [job_id, key_box], [*refresh, *form, key], js=LOAD_JOB_JS, queue=False, **private_).then(
