@@ -4,6 +4,7 @@ new model (RELIABILITY G4, G7, T7)."""
 from __future__ import annotations
 
 import csv
+import html
 import os
 import socket
 import time
@@ -354,3 +355,21 @@ def test_spoofed_files_are_refused_through_the_api(server, tmp_path):
         client.predict(max_steps=10, api_name="/finetune_start")
     with pytest.raises(Exception, match="no fine-tune running"):
         client.predict(api_name="/finetune_stop")
+
+
+def test_check_settings_enables_start_only_with_a_corpus_and_valid_settings(handlers, registry, corpus):
+    base = registry.default_id()
+    start, line = handlers.check_settings(base, "lora", 3.0, 10, "", 4, 64, ALICE)
+    assert start["interactive"] is False and "Upload a corpus" in line
+    handlers.upload(str(corpus), "column", ALICE)
+    start, line = handlers.check_settings(base, "lora", 3.0, 10, "", 4, 64, ALICE)
+    assert start["interactive"] is True and start["value"] == "Start 开始"
+    assert "24 rows → about 10 steps" in line and "(an estimate)" in line and "light change of style" in line
+    for bad, message in [(dict(lr="abc"), "lr: must be a number"), (dict(lr="0"), "lr: must be > 0"),
+                         (dict(max_steps=301), "max_steps: must be 1 to 300"), (dict(batch_size=0), "batch_size")]:
+        values = dict(base=base, method="lora", epochs=3.0, max_steps=10, lr="", batch_size=4, max_length=64)
+        start, line = handlers.check_settings(*{**values, **bad}.values(), ALICE)
+        assert start["interactive"] is False and html.escape(message) in line, line
+        assert "ft-check-bad" in line and any("\u4e00" <= ch <= "\u9fff" for ch in line)  # both languages
+    assert ui.parse_lr("", "lora") == 2e-3 and ui.parse_lr(" 1e-4 ", "full") == 1e-4 and ui.parse_lr(None, "full") == 5e-5
+    assert "0.002" in ui.lr_placeholder("lora") and "5e-05" in ui.lr_placeholder("full")
