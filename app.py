@@ -734,20 +734,6 @@ def _no_builtin_notice(registry: ModelRegistry) -> str:
             "请选择下方模型：Hub 模型需要联网，或用 `TEXTGEN_EXTRA_MODELS` 指定本地模型文件夹。")
 
 
-class LengthSlider(gr.Slider):
-    """The Length slider, whose maximum follows the model and prompt (`length_bounds`). A value
-    above it (a tab that was hidden when the bound changed, a stale page) is clamped rather
-    than refused with gradio's own error; the handler checks the length again anyway."""
-
-    def get_block_name(self) -> str:
-        return "slider"
-
-    def preprocess(self, payload: float | None) -> float | None:
-        if isinstance(payload, (int, float)) and not isinstance(payload, bool) and self.maximum is not None:
-            payload = min(payload, self.maximum)
-        return super().preprocess(payload)
-
-
 GENERATE_OUTPUTS = ("cards", "best", "status", "seed", "shown", "export_txt", "export_json")
 
 
@@ -768,9 +754,10 @@ def build_generate_tab(registry: ModelRegistry, handlers: GenerateHandlers, *,
             mode = gr.Radio([(MODE_LABELS[m], m) for m in handlers.modes], value=handlers.default_mode,
                             label="Keyword mode 关键词模式", info=SPECS["keyword_mode"]["help"],
                             elem_id="tg-mode")
-            length = LengthSlider(1, 400, value=DEFAULT_LENGTH["zh"], step=1, label="Length 长度",
-                               info="about how long each text is: characters for Chinese, words for English "
-                                    "每条文本大约的长度：中文按字，英文按词", elem_id="tg-length")
+            length = gr.Slider(
+                minimum=1, maximum=400, value=DEFAULT_LENGTH["zh"], step=1, label="Length 长度",
+                info="about how long each text is: characters for Chinese, words for English "
+                     "每条文本大约的长度：中文按字，英文按词", elem_id="tg-length")
             with gr.Row():
                 run = gr.Button("Generate 生成", variant="primary", elem_id="tg-generate")
                 stop = gr.Button("Stop 停止", variant="stop", elem_id="tg-stop")
@@ -806,8 +793,11 @@ def build_generate_tab(registry: ModelRegistry, handlers: GenerateHandlers, *,
     outputs = [cards, best, status, seed, shown, export_txt, export_json]
     inputs = [model, title, keywords, mode, n, length, temperature, top_k, top_p,
               repetition_penalty, seed, random_seed]
+    # preprocess=False: the handlers check every value themselves, and the Length slider's own
+    # check would refuse, with gradio's bare "Error", a value above a bound that changed while
+    # its tab was hidden (the length check then answers in words the user reads)
     private = dict(api_visibility="private")
-    event = gr.on([run.click, title.submit], handlers.stream, inputs, outputs,
+    event = gr.on([run.click, title.submit], handlers.stream, inputs, outputs, preprocess=False,
                   concurrency_limit=concurrency, concurrency_id="generate",
                   show_progress="minimal", show_progress_on=[status], **private)
     rewrite = again.click(handlers.again, [again_index, shown], outputs, concurrency_limit=concurrency,
@@ -817,7 +807,8 @@ def build_generate_tab(registry: ModelRegistry, handlers: GenerateHandlers, *,
     keywords.change(handlers.split_tags, keywords, keywords, queue=False, show_progress="hidden", **private)
     seed.input(lambda: False, None, random_seed, queue=False, show_progress="hidden", **private)
     gr.on([model.change, title.blur, keywords.change, n.change], handlers.length_bounds,
-          [model, title, keywords, n, length, unit], [length, unit], show_progress="hidden", **private)
+          [model, title, keywords, n, length, unit], [length, unit], show_progress="hidden", preprocess=False,
+          **private)
     return GenerateTab(model=model, handlers=handlers, length=length, length_inputs=[model, title, keywords, n,
                                                                                      length, unit], unit=unit)
 
@@ -828,18 +819,18 @@ def _api_endpoint(handlers: GenerateHandlers, registry: ModelRegistry, *, concur
 
     def generate(title: str, keywords: list[str] | str = "", model: str = default_model,
                  keyword_mode: str = default_mode, n: int = s["n"],
-                 max_new_tokens: int = s["max_new_tokens"], length: int | None = None,
-                 temperature: float = s["temperature"],
+                 max_new_tokens: int = s["max_new_tokens"], temperature: float = s["temperature"],
                  top_k: int = s["top_k"], top_p: float = s["top_p"],
                  repetition_penalty: float = s["repetition_penalty"], seed: int | None = None,
-                 request: gr.Request = None) -> Iterator[dict]:
+                 length: int | None = None, request: gr.Request = None) -> Iterator[dict]:
         """Write texts from a title and keywords; the final answer (what `predict` returns) is
         {"done": true, "candidates": [{"text", "covered", "missing", "score"}, …], "model",
         "seed", "stopped", …}, best candidate first; `submit` also sees progress
         {"done": false, "status": "loading" | "waiting" | "generating", "position", "tokens"}.
         `keywords` is a list or a text separated by , ， 、 ; |; `model` is a model id or label
         from the app's list; `length` (characters for Chinese, words for English) replaces
-        `max_new_tokens` when given; each candidate also says how many `tokens` it took."""
+        `max_new_tokens` when given (it comes last, so positional callers of the older API keep
+        working); each candidate also says how many `tokens` it took."""
         yield from handlers.generate_events(model, title, keywords, keyword_mode, owner_from_request(request),
                                             request, n=n, max_new_tokens=max_new_tokens, length=length,
                                             temperature=temperature, top_k=top_k, top_p=top_p,
@@ -883,14 +874,14 @@ def build_app(registry: ModelRegistry, *, queue_size: int = QUEUE_SIZE, concurre
                 tab = build_generate_tab(registry, handlers, concurrency=None)
             # a hidden tab may miss the slider's updates: bound it again when it is shown
             generate_tab.select(handlers.length_bounds, tab.length_inputs, [tab.length, tab.unit],
-                                api_visibility="private", show_progress="hidden")
+                                api_visibility="private", show_progress="hidden", preprocess=False)
             if finetune_tab:
                 _add_finetune_tab(registry, tab)
         _api_endpoint(handlers, registry, concurrency=None)
         demo.load(tab.refresh_models, None, tab.model, queue=False, api_visibility="private",
                   show_progress="hidden")
         demo.load(handlers.length_bounds, tab.length_inputs, [tab.length, tab.unit], api_visibility="private",
-                  show_progress="hidden")
+                  show_progress="hidden", preprocess=False)
     # api_open=False: REST calls cannot skip the queue; gradio_client goes through it.
     demo.max_threads = GRADIO_THREADS  # read by queue(); launch() sets it again (launch_kwargs)
     demo.queue(max_size=max(GRADIO_QUEUE, queue_size), default_concurrency_limit=concurrency, api_open=False)

@@ -567,3 +567,4 @@ def test_finetune_tab_plugs_in(tmp_path, monkeypatch):
     assert seen["registry"] is reg and isinstance(seen["generate"].model, gr.Dropdown)
     assert "Fine-tune 微调" in str(demo.config)
     assert "Fine-tune 微调" not in str(app.build_app(reg, modes=["off"], finetune_tab=False).config)
+
