@@ -829,8 +829,8 @@ def _api_endpoint(handlers: GenerateHandlers, registry: ModelRegistry, *, concur
         {"done": false, "status": "loading" | "waiting" | "generating", "position", "tokens"}.
         `keywords` is a list or a text separated by , ， 、 ; |; `model` is a model id or label
         from the app's list; `length` (characters for Chinese, words for English) replaces
-        `max_new_tokens` when given (it comes last, so positional callers of the older API keep
-        working); each candidate also says how many `tokens` it took."""
+        `max_new_tokens` when given (gradio_client fills it in when left out, so older
+        clients keep working); each candidate also says how many `tokens` it took."""
         yield from handlers.generate_events(model, title, keywords, keyword_mode, owner_from_request(request),
                                             request, n=n, max_new_tokens=max_new_tokens, length=length,
                                             temperature=temperature, top_k=top_k, top_p=top_p,
