@@ -150,6 +150,9 @@ class Request:
     title: str
     keywords: list[str]
     params: GenerationParams
+    # the page's Length slider means "about this long, at most what fits": a value above a bound
+    # that changed meanwhile (another model, a longer prompt) is lowered to it, not refused
+    fit_length: bool = False
 
 
 def check_request(title: Any, keywords: Any, keyword_mode: Any, *, modes: Sequence[str],
@@ -389,12 +392,14 @@ class GenerateHandlers:
             plan = gen.length_plan(req.title, req.keywords)
         except ValueError as exc:
             raise gr.Error(str(exc), title="Invalid input 输入有误", print_exception=False) from None
+        most = min(plan.max_units, plan.units_for(self.limits.request_tokens // req.params.n))
+        if req.fit_length and req.params.length > most >= 1:
+            req.params = req.params.replace(length=most)
         if req.params.length > plan.max_units:
             raise gr.Error(f"length: at most {plan.max_units} {plan.unit} for this prompt and model, got "
                            f"{req.params.length} 长度超出模型上限", title="Invalid input 输入有误", print_exception=False)
         tokens = plan.tokens_for(req.params.length)
         if req.params.n * tokens > self.limits.request_tokens:
-            most = min(plan.max_units, plan.units_for(self.limits.request_tokens // req.params.n))
             raise gr.Error(f"length: {req.params.n} texts of {req.params.length} {plan.unit} need about "
                            f"{req.params.n * tokens} tokens; this server allows {self.limits.request_tokens} per "
                            f"request, so at most {most} {plan.unit} each 长度超出上限",
@@ -419,6 +424,7 @@ class GenerateHandlers:
         except gr.Error as exc:
             yield self._refused(exc)
             return
+        req.fit_length = True
         yield from self._write(entry, owner, req, request)
 
     def again(self, index: Any, shown: dict | None, request: gr.Request | None = None) -> Iterator[tuple]:
