@@ -36,7 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
         flag = "--" + name.replace("_", "-")
         kind = int if spec["type"] in ("int", "int | None") else float
         bounds = "" if spec["choices"] else f" [{_fmt(spec['min'])}–{_fmt(spec['max'])}]"
-        if spec["choices"]:
+        if spec["type"] == "bool":
+            parser.add_argument(flag, dest=name, default=spec["default"], action=argparse.BooleanOptionalAction,
+                                help=f"{spec['help']} (default: %(default)s)")
+        elif spec["choices"]:
             parser.add_argument(flag, dest=name, default=spec["default"], choices=spec["choices"],
                                 help=f"{spec['help']} (default: %(default)s)")
         else:

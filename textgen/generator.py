@@ -46,6 +46,7 @@ class Candidate:
     score: float  # mean log-probability per generated token under the model
     index: int  # position in the sampled batch (stable across stream events)
     tokens: int = 0  # tokens generated, its end token included
+    form: dict | None = None  # with a poem form: `textgen.forms.FormReport.to_dict()`
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,7 +66,8 @@ class Result(list):
         return {"title": self.title, "keywords": self.keywords, "model": self.model,
                 "prompt_style": self.prompt_style, "seed": self.seed, "stopped": self.stopped,
                 "candidates": [{"text": c.text, "covered": c.covered, "missing": c.missing,
-                                "score": round(c.score, 4), "tokens": c.tokens} for c in self]}
+                                "score": round(c.score, 4), "tokens": c.tokens,
+                                **({"form": c.form} if c.form else {})} for c in self]}
 
     @property
     def tokens(self) -> int:
@@ -88,6 +90,7 @@ class _Backend:
     strip_cjk_spaces: bool = False
     end_ids: list[int] = field(default_factory=list)
     lengths: LengthPlanner | None = None
+    form_vocab: Any = None  # textgen.forms.FormVocab, built at the first poem form
 
     def __post_init__(self) -> None:
         if self.lengths is None:
@@ -249,12 +252,14 @@ class Generator:
         if len(prompt) >= context:
             raise ValueError(f"title/keywords: the prompt is {len(prompt)} tokens; "
                              f"this model reads at most {context - 1} before the text")
-        if params.length is not None:
+        if params.form != "free":
+            params = self._form_budget(backend, params, words, len(prompt))
+        elif params.length is not None:
             params = self._length_budget(backend, params, len(prompt), (title, *words))
         if len(prompt) + params.max_new_tokens > context:
             raise ValueError(f"max_new_tokens: at most {context - len(prompt)} for this prompt "
                              f"(the model's context is {context} tokens, the prompt uses {len(prompt)})")
-        if params.keyword_mode == "guaranteed" and words:
+        if params.keyword_mode == "guaranteed" and words and params.form == "free":
             needed = tokens_needed(loaded.tokenizer, words, end_ids=backend.end_ids,
                                    decode=lambda ids: self._decode(backend, ids))
             if params.max_new_tokens < needed:
@@ -262,6 +267,20 @@ class Generator:
                                  f"keywords; writing them needs at least {needed} new tokens")
         seed = params.seed if params.seed is not None else random.SystemRandom().randrange(2**32)
         return _Request(title, words, params, seed, backend, prompt)
+
+    def _form_budget(self, backend: _Backend, params: GenerationParams, words: list[str],
+                     prompt_len: int) -> GenerationParams:
+        from .forms import FORMS, FormVocab, check_form_keywords
+
+        form = FORMS[params.form]
+        if params.keyword_mode == "guaranteed":
+            check_form_keywords(form, words)
+        if backend.form_vocab is None:
+            backend.form_vocab = FormVocab.build(backend.loaded.tokenizer, lambda ids: self._decode(backend, ids))
+        if prompt_len + form.tokens > backend.context:
+            raise ValueError(f"form: a {form.label} needs {form.tokens} tokens after the prompt; this model reads "
+                             f"{backend.context - prompt_len} more")
+        return params.replace(max_new_tokens=form.tokens, length=None)
 
     @staticmethod
     def _length_budget(backend: _Backend, params: GenerationParams, prompt_len: int,
@@ -278,6 +297,8 @@ class Generator:
         """(sequences (n, prompt_len + new), log-probs (n, new)), the n rows sampled in one batch."""
         loaded, p = req.backend.loaded, req.params
         prompt_len = len(req.prompt_ids)
+        if p.form != "free":
+            return self._sample_form(req, streamer=streamer, stop=stop)
         constraints = build_constraints(
             p.keyword_mode, tokenizer=loaded.tokenizer, keywords=req.keywords, n=p.n,
             prompt_len=prompt_len, max_new_tokens=p.max_new_tokens, end_ids=req.backend.end_ids,
@@ -290,6 +311,20 @@ class Generator:
         processors = [GeneratedRepetitionPenalty(p.repetition_penalty, prompt_len), *constraints.processors]
         with torch.inference_mode():
             return sample(loaded.model, req.prompt_ids, settings, end_ids=req.backend.end_ids,
+                          processors=processors, on_step=streamer, stop=stop)
+
+    def _sample_form(self, req: _Request, *, streamer, stop: threading.Event) -> tuple[torch.Tensor, torch.Tensor]:
+        from .forms import FORMS, FormProcessor
+
+        p, prompt_len = req.params, len(req.prompt_ids)
+        form = FormProcessor(FORMS[p.form], req.backend.form_vocab, keywords=req.keywords,
+                             guaranteed=p.keyword_mode == "guaranteed", rhyme=p.rhyme, n=p.n,
+                             prompt_len=prompt_len, end_ids=req.backend.end_ids)
+        settings = SamplingSettings(n=p.n, max_new_tokens=p.max_new_tokens, temperature=p.temperature,
+                                    top_k=p.top_k, top_p=p.top_p, max_seconds=p.max_seconds)
+        processors = [GeneratedRepetitionPenalty(p.repetition_penalty, prompt_len), form]
+        with torch.inference_mode():
+            return sample(req.backend.loaded.model, req.prompt_ids, settings, end_ids=req.backend.end_ids,
                           processors=processors, on_step=streamer, stop=stop)
 
     def _decode(self, backend: _Backend, ids: Sequence[int]) -> str:
@@ -305,11 +340,19 @@ class Generator:
         for i, ids in enumerate(new):
             text = self._decode(req.backend, ids)
             covered, missing, spans = coverage(text, req.keywords)
-            cands.append(Candidate(text, covered, missing, spans, scores[i], i, lengths[i]))
+            cands.append(Candidate(text, covered, missing, spans, scores[i], i, lengths[i], self._form_report(req, text)))
         # full coverage first, then fewer missing keywords, then fluency
         cands.sort(key=lambda c: (len(c.missing), -c.score))
         return Result(cands, model=req.backend.loaded.name, prompt_style=req.backend.loaded.fmt.style,
                       seed=req.seed, title=req.title, keywords=req.keywords, stopped=self._why_short(req, new, stopped))
+
+    @staticmethod
+    def _form_report(req: _Request, text: str) -> dict | None:
+        if req.params.form == "free":
+            return None
+        from .forms import FORMS, form_report
+
+        return form_report(FORMS[req.params.form], text).to_dict()
 
     @staticmethod
     def _why_short(req: _Request, new: list[list[int]], stopped: bool) -> str | None:

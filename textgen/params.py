@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 KEYWORD_MODES = ("off", "soft", "guaranteed")
+FORM_CHOICES = ("free", "wujue", "qijue", "wulv", "qilv")  # textgen.forms.FORMS
 
 
 def _num(x: float) -> str:
@@ -50,6 +51,9 @@ class GenerationParams:
                              0, 2**32 - 1, step=1)
     keyword_mode: str = _spec("off", "off: keywords only condition the prompt; soft: nudge towards "
                               "unused keywords; guaranteed: every keyword appears", choices=KEYWORD_MODES)
+    form: str = _spec("free", "Chinese poem form: free, wujue 五言绝句 (4×5), qijue 七言绝句 (4×7), wulv 五言律诗 "
+                              "(8×5), qilv 七言律诗 (8×7); a form sets the length", choices=FORM_CHOICES)
+    rhyme: bool = _spec(True, "with a form: the even lines end in one rhyme group", choices=(True, False))
     max_seconds: float = _spec(120.0, "stop generating after this many seconds, keeping the text so far",
                                0.0, 600.0, low_open=True, step=1)
 
