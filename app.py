@@ -75,6 +75,8 @@ SPECS = param_specs()
 DEFAULT_LENGTH = {"zh": 100, "en": 80}  # characters, words: about what 120 tokens wrote before
 PARTIALS_KEPT = 256  # sessions whose texts-so-far are kept for their Stop button
 
+FORM_LABELS = [("free 自由", "free"), ("五言绝句", "wujue"), ("七言绝句", "qijue"), ("五言律诗", "wulv"),
+               ("七言律诗", "qilv")]
 MODE_LABELS = {"guaranteed": "guaranteed 保证出现", "soft": "soft 尽量出现", "off": "off 不约束"}
 EXAMPLES = [
     ["春夜", ["月", "花", "雨"]],
@@ -211,7 +213,7 @@ SCORE_HELP = ("score: the mean log-probability per token under the model; closer
 
 def render_card(rank: str, text: str, keywords: Sequence[str], *, score: float | None = None,
                 best: bool = False, spans: Sequence[Span] | None = None, note: str = "",
-                index: int | None = None, waiting: bool = True) -> str:
+                index: int | None = None, waiting: bool = True, form: dict | None = None) -> str:
     """One candidate. `spans` (a finished candidate's own coverage) saves finding the keywords
     again; `index` adds a "Rewrite" button for that sample row; `note` marks a cut text."""
     if spans is None:
@@ -230,6 +232,8 @@ def render_card(rank: str, text: str, keywords: Sequence[str], *, score: float |
     if keywords:
         summary = (f'<div class="tg-summary"><span class="tg-count">{len(covered)}/{len(keywords)} '
                    f'keywords 关键词</span>{_chips(covered, "tg-covered")}{_chips(missing, "tg-missing")}</div>')
+    if form:
+        summary += render_form(form)
     if text:
         body = highlight(text, spans)
     elif waiting:
@@ -241,6 +245,19 @@ def render_card(rank: str, text: str, keywords: Sequence[str], *, score: float |
     return (f'<div class="tg-card{" tg-card-best" if best else ""}"><div class="tg-head">{"".join(meta)}'
             f'<span class="tg-actions">{again}<button type="button" class="tg-copy" title="Copy text 复制文本">'
             f'Copy 复制</button></span></div><div class="tg-text">{body}</div>{summary}</div>')
+
+
+def render_form(report: dict) -> str:
+    """A candidate's form report: its shape and rhyme, as ✓/✗ chips."""
+    from textgen.forms import FORMS
+
+    label = FORMS[report["form"]].label
+    shape = _chips([f"{label} shape 格式"], "tg-covered" if report["shape_ok"] else "tg-missing")
+    group = report.get("rhyme_group")
+    lines = ", ".join(str(n) for n in report.get("rhyming_lines", []))
+    rhyme = _chips([f"rhyme 押韵 -{group} (lines 句 {lines})" if group else "rhyme 押韵"],
+                   "tg-covered" if report["rhymes"] else "tg-missing")
+    return f'<div class="tg-summary tg-form">{shape}{rhyme}</div>'
 
 
 def render_stream(texts: Sequence[str], keywords: Sequence[str], *, note: str = "", waiting: bool = True) -> str:
@@ -256,7 +273,7 @@ def render_result(result, keywords: Sequence[str], note: str = "") -> str:
         c = c if isinstance(c, dict) else _candidate_dict(c)
         spans = [Span(*s) for s in c["spans"]]
         cards.append(render_card(f"#{rank}", c["text"], keywords, score=c["score"], best=rank == 1, spans=spans,
-                                 note=c.get("note") or note, index=rank - 1, waiting=False))
+                                 note=c.get("note") or note, index=rank - 1, waiting=False, form=c.get("form")))
     legend = f'<div class="tg-legend">{escape(SCORE_HELP)}</div>' if cards else ""
     return f'<div class="tg-cards">{"".join(cards)}{legend}</div>'
 
@@ -268,7 +285,8 @@ def render_notice(message: str, title: str) -> str:
 
 def _candidate_dict(c) -> dict[str, Any]:
     return {"text": c.text, "covered": list(c.covered), "missing": list(c.missing), "score": float(c.score),
-            "tokens": int(c.tokens), "spans": [[s.keyword, s.start, s.end] for s in c.spans], "note": ""}
+            "tokens": int(c.tokens), "spans": [[s.keyword, s.start, s.end] for s in c.spans], "note": "",
+            "form": c.form}
 
 
 def _status(text: str) -> str:
@@ -386,7 +404,7 @@ class GenerateHandlers:
 
     def _check_budget(self, gen, req: Request) -> None:
         """n × the token budget of a `length` (known once the model is) within the request cap."""
-        if req.params.length is None:
+        if req.params.length is None or req.params.form != "free":  # a form sets its own length
             return
         try:
             plan = gen.length_plan(req.title, req.keywords)
@@ -408,8 +426,8 @@ class GenerateHandlers:
     # -- the Generate tab -------------------------------------------------------------------
     def stream(self, model: str, title: str, keywords: Any, keyword_mode: str, n: float,
                length: float | None, temperature: float, top_k: float, top_p: float,
-               repetition_penalty: float, seed: float | None, random_seed: bool,
-               request: gr.Request | None = None) -> Iterator[tuple]:
+               repetition_penalty: float, seed: float | None, random_seed: bool, form: str = "free",
+               rhyme: bool = True, request: gr.Request | None = None) -> Iterator[tuple]:
         """Generate-button handler. Yields the values of GENERATE_OUTPUTS: cards html, best text,
         status, seed, what is shown (for Rewrite and Export), the TXT and JSON exports.
 
@@ -419,7 +437,7 @@ class GenerateHandlers:
         try:
             req = self.check(title, keywords, keyword_mode, n=n, length=length, temperature=temperature,
                              top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
-                             seed=None if random_seed or seed is None else seed)
+                             seed=None if random_seed or seed is None else seed, form=form, rhyme=rhyme)
             entry = self.entry(model, owner)
         except gr.Error as exc:
             yield self._refused(exc)
@@ -540,11 +558,12 @@ class GenerateHandlers:
             else:
                 cards.append(render_card(f"#{rank}", c["text"], keywords, score=c["score"], best=rank == 1,
                                          spans=[Span(*s) for s in c["spans"]], note=c.get("note", ""),
-                                         index=rank - 1, waiting=False))
+                                         index=rank - 1, waiting=False, form=c.get("form")))
         return f'<div class="tg-cards">{"".join(cards)}</div>'
 
     def length_bounds(self, model: Any, title: Any, keywords: Any, n: Any, length: Any, unit: Any,
                       request: gr.Request | None = None) -> tuple:
+        """(Length slider, unit, poem form row: shown for Chinese only, else back to free)."""
         """The Length slider for this model and prompt: its unit (characters for Chinese,
         words for English) and its maximum (what the context leaves after the prompt, and
         this server's per-request budget). Leaves the slider as it is when the model cannot
@@ -553,11 +572,11 @@ class GenerateHandlers:
         try:
             entry = self.registry.resolve(model, owner)
             if entry.id not in self.registry.cached_ids() and self.registry.unavailable(entry, wait=False):
-                return gr.skip(), gr.skip()
+                return gr.skip(), gr.skip(), gr.skip(), gr.skip()
             gen = self.registry.get(entry.id, owner)
             plan = gen.length_plan(check_title(title or ""), keyword_list(keywords))
         except (ValueError, ModelLoadError, UnknownModelError):
-            return gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         rows = int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) and n >= 1 else 1
         high = max(1, min(plan.max_units, plan.units_for(self.limits.request_tokens // rows)))
         value = length if isinstance(length, (int, float)) and not isinstance(length, bool) else None
@@ -565,7 +584,9 @@ class GenerateHandlers:
             value = DEFAULT_LENGTH[plan.language]
         return (gr.update(maximum=high, value=min(value, high), label=f"Length 长度 ({plan.label})",
                           info=f"about how many {plan.unit} each text has, at most {high} here; the model "
-                               f"may end sooner 每条文本大约的长度，模型可能提前结束"), plan.language)
+                               f"may end sooner 每条文本大约的长度，模型可能提前结束"), plan.language,
+                gr.update(visible=plan.language == "zh"),
+                gr.skip() if plan.language == "zh" else gr.update(value="free"))
 
     # -- the /generate API ------------------------------------------------------------------
     def generate_events(self, model: str, title: Any, keywords: Any, keyword_mode: Any,
@@ -702,9 +723,8 @@ class GenerateTab:
 
     model: gr.Dropdown
     handlers: GenerateHandlers
-    length: gr.Slider | None = None
-    length_inputs: list | None = None
-    unit: gr.State | None = None
+    length_inputs: list | None = None  # what `GenerateHandlers.length_bounds` reads and writes
+    length_outputs: list | None = None
 
     def refresh_models(self, request: gr.Request | None = None):
         return self.handlers.refresh_models(request)
@@ -760,6 +780,11 @@ def build_generate_tab(registry: ModelRegistry, handlers: GenerateHandlers, *,
             mode = gr.Radio([(MODE_LABELS[m], m) for m in handlers.modes], value=handlers.default_mode,
                             label="Keyword mode 关键词模式", info=SPECS["keyword_mode"]["help"],
                             elem_id="tg-mode")
+            with gr.Row(visible=False, elem_id="tg-form-row") as form_row:
+                form = gr.Radio(FORM_LABELS, value="free", label="Poem form 诗体", info=SPECS["form"]["help"],
+                                elem_id="tg-form", scale=3)
+                rhyme = gr.Checkbox(True, label="Rhyme 押韵", info=SPECS["rhyme"]["help"], elem_id="tg-rhyme",
+                                    scale=1)
             length = gr.Slider(
                 minimum=1, maximum=400, value=DEFAULT_LENGTH["zh"], step=1, label="Length 长度",
                 info="about how long each text is: characters for Chinese, words for English "
@@ -798,7 +823,7 @@ def build_generate_tab(registry: ModelRegistry, handlers: GenerateHandlers, *,
 
     outputs = [cards, best, status, seed, shown, export_txt, export_json]
     inputs = [model, title, keywords, mode, n, length, temperature, top_k, top_p,
-              repetition_penalty, seed, random_seed]
+              repetition_penalty, seed, random_seed, form, rhyme]
     # preprocess=False: the handlers check every value themselves, and the Length slider's own
     # check would refuse, with gradio's bare "Error", a value above a bound that changed while
     # its tab was hidden (the length check then answers in words the user reads)
@@ -813,10 +838,11 @@ def build_generate_tab(registry: ModelRegistry, handlers: GenerateHandlers, *,
     keywords.change(handlers.split_tags, keywords, keywords, queue=False, show_progress="hidden", **private)
     seed.input(lambda: False, None, random_seed, queue=False, show_progress="hidden", **private)
     gr.on([model.change, title.blur, keywords.change, n.change], handlers.length_bounds,
-          [model, title, keywords, n, length, unit], [length, unit], show_progress="hidden", preprocess=False,
+          [model, title, keywords, n, length, unit], [length, unit, form_row, form], show_progress="hidden",
+          preprocess=False,
           **private)
-    return GenerateTab(model=model, handlers=handlers, length=length, length_inputs=[model, title, keywords, n,
-                                                                                     length, unit], unit=unit)
+    return GenerateTab(model=model, handlers=handlers, length_inputs=[model, title, keywords, n, length, unit],
+                       length_outputs=[length, unit, form_row, form])
 
 
 def _api_endpoint(handlers: GenerateHandlers, registry: ModelRegistry, *, concurrency: int | None) -> None:
@@ -828,7 +854,8 @@ def _api_endpoint(handlers: GenerateHandlers, registry: ModelRegistry, *, concur
                  max_new_tokens: int = s["max_new_tokens"], temperature: float = s["temperature"],
                  top_k: int = s["top_k"], top_p: float = s["top_p"],
                  repetition_penalty: float = s["repetition_penalty"], seed: int | None = None,
-                 length: int | None = None, request: gr.Request = None) -> Iterator[dict]:
+                 length: int | None = None, form: str = "free", rhyme: bool = True,
+                 request: gr.Request = None) -> Iterator[dict]:
         """Write texts from a title and keywords; the final answer (what `predict` returns) is
         {"done": true, "candidates": [{"text", "covered", "missing", "score"}, …], "model",
         "seed", "stopped", …}, best candidate first; `submit` also sees progress
@@ -836,11 +863,14 @@ def _api_endpoint(handlers: GenerateHandlers, registry: ModelRegistry, *, concur
         `keywords` is a list or a text separated by , ， 、 ; |; `model` is a model id or label
         from the app's list; `length` (characters for Chinese, words for English) replaces
         `max_new_tokens` when given (gradio_client fills it in when left out, so older
-        clients keep working); each candidate also says how many `tokens` it took."""
+        clients keep working); each candidate also says how many `tokens` it took. `form` (wujue,
+        qijue, wulv, qilv) writes a Chinese poem of that shape, rhyming unless `rhyme` is false;
+        each candidate then has a "form" report (shape_ok, rhyme_group, rhyming_lines, rhymes)."""
         yield from handlers.generate_events(model, title, keywords, keyword_mode, owner_from_request(request),
                                             request, n=n, max_new_tokens=max_new_tokens, length=length,
                                             temperature=temperature, top_k=top_k, top_p=top_p,
-                                            repetition_penalty=repetition_penalty, seed=seed)
+                                            repetition_penalty=repetition_penalty, seed=seed, form=form,
+                                            rhyme=rhyme)
 
     gr.api(generate, api_name="generate", concurrency_limit=concurrency, concurrency_id="generate")
 
@@ -879,14 +909,14 @@ def build_app(registry: ModelRegistry, *, queue_size: int = QUEUE_SIZE, concurre
                 # would let one client's flood sit ahead of everyone.
                 tab = build_generate_tab(registry, handlers, concurrency=None)
             # a hidden tab may miss the slider's updates: bound it again when it is shown
-            generate_tab.select(handlers.length_bounds, tab.length_inputs, [tab.length, tab.unit],
+            generate_tab.select(handlers.length_bounds, tab.length_inputs, tab.length_outputs,
                                 api_visibility="private", show_progress="hidden", preprocess=False)
             if finetune_tab:
                 _add_finetune_tab(registry, tab)
         _api_endpoint(handlers, registry, concurrency=None)
         demo.load(tab.refresh_models, None, tab.model, queue=False, api_visibility="private",
                   show_progress="hidden")
-        demo.load(handlers.length_bounds, tab.length_inputs, [tab.length, tab.unit], api_visibility="private",
+        demo.load(handlers.length_bounds, tab.length_inputs, tab.length_outputs, api_visibility="private",
                   show_progress="hidden", preprocess=False)
     # api_open=False: REST calls cannot skip the queue; gradio_client goes through it.
     demo.max_threads = GRADIO_THREADS  # read by queue(); launch() sets it again (launch_kwargs)

@@ -471,3 +471,26 @@ def test_rewrite_one_candidate_export_and_score_explained(page, tmp_path):
     txt = (tmp_path / "candidates.txt").read_text(encoding="utf-8")
     assert all(t in txt for t in after) and "Title 标题: Storm" in txt
     shot(page, "rewrite-export")
+
+
+def test_poem_forms_are_offered_for_chinese_models_and_reported_in_the_cards(page, app_registry, bert_zh_model_dir):
+    page.wait_for_function("document.querySelector('#tg-length').innerText.includes('长度 (words')")
+    assert not page.locator("#tg-form").is_visible()  # the English model: no poem forms
+    label = next(label for label, _ in app_registry.choices() if label.startswith(bert_zh_model_dir.name))
+    page.locator("#tg-model input").first.click()
+    page.get_by_role("option", name=label).click()
+    page.locator("#tg-form").wait_for(state="visible")
+    page.locator("#tg-form label", has_text="五言绝句").click()
+    title_box(page).fill("春夜")
+    add_tags(page, "月, 春风")
+    generate_and_wait(page)
+    from textgen.forms import FORMS, form_report
+
+    cards = page.locator("#tg-cards .tg-card")
+    assert cards.count() == 3
+    for i in range(3):
+        text = cards.nth(i).locator(".tg-text").inner_text()
+        assert form_report(FORMS["wujue"], text).shape_ok, text
+        chips = cards.nth(i).locator(".tg-form .tg-covered").all_inner_texts()
+        assert any("五言绝句" in c for c in chips) and any("押韵" in c for c in chips), chips
+    shot(page, "generate-poem-form")

@@ -80,3 +80,16 @@ def test_form_report_of_real_poems():
     assert ok.shape_ok and ok.rhymes and ok.rhyme_group == "ang" and ok.rhyming_lines == (2, 4)
     bad = form_report(FORMS["wujue"], "床前明月光，疑是地上霜。举头望明月。")
     assert not bad.shape_ok
+
+
+def test_the_api_writes_a_poem_form_and_reports_it(bert_zh_model_dir, tmp_path):
+    import app
+    from finetune.registry import ModelRegistry
+
+    reg = ModelRegistry(tmp_path, extra=[bert_zh_model_dir], builtins=False, hub=False)
+    h = app.GenerateHandlers(reg)
+    out = h.generate(reg.default_id(), "春夜", ["月"], "guaranteed", n=2, seed=0, form="qijue")
+    for cand in out["candidates"]:
+        assert cand["form"]["shape_ok"] and cand["form"]["form"] == "qijue" and cand["missing"] == []
+    free = h.generate(reg.default_id(), "春夜", ["月"], "guaranteed", n=1, seed=0, max_new_tokens=12)
+    assert "form" not in free["candidates"][0]
