@@ -25,12 +25,13 @@ import json
 import math
 import random
 import re
-import subprocess
 import sys
 import tarfile
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks.machine import cpu_kind
 
 REPO = Path(__file__).resolve().parent.parent
 LUXUN = REPO.parent / "shared" / "corpora" / "luxun.tar.xz"
@@ -129,8 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     for item in args.set:
         name, _, value = item.partition("=")
         settings[name] = _value(value)
-    cpu = subprocess.run(["grep", "-o", "-m1", "avx512_bf16\\|amx_bf16", "/proc/cpuinfo"],
-                         capture_output=True, text=True).stdout.strip() or "no native bf16 (AVX2)"
+    cpu = cpu_kind()
     print(f"settings: {settings}\nCPU: {cpu}", flush=True)
     results = []
     with tempfile.TemporaryDirectory(prefix="textgen-ftdefaults-") as tmp:

@@ -23,6 +23,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from benchmarks.machine import cpu_kind
 from typing import Any
 
 import httpx
@@ -169,14 +171,6 @@ def run_users(url: str, config: dict, args: list[Any], users: int, seconds: floa
     for t in threads:
         t.join(seconds + 300)
     return tally
-
-
-def cpu_kind() -> str:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    return "AVX-512 with native bf16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "AVX2 (no native bf16)"
 
 
 def main() -> None:

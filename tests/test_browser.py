@@ -233,31 +233,15 @@ def test_narrow_and_dark(browser, server):
         context.close()
 
 
-def test_stop_cancels_a_running_stream(browser, tmp_path, monkeypatch):
-    import app
-    from finetune.hub_status import HubStatus
-    from finetune.registry import ModelRegistry
-
-    endless = _Scripted()
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # "gpt2" is offered, and loads the endless one
-    reg = ModelRegistry(tmp_path, builtins=False, loader=lambda entry: endless,
-                        hub_status=HubStatus(probe=lambda: True))
-    demo = app.build_app(reg, modes=["off"])
-    url = launch_app(demo, reg)
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    try:
-        page.goto(url)
-        title_box(page).fill("Storm")
-        page.locator("#tg-generate").click()
-        page.wait_for_function("document.querySelector('#tg-cards').innerText.includes('tick')")
-        assert not endless.closed.is_set()
-        page.locator("#tg-stop").click()
-        assert endless.closed.wait(10), "Stop did not end the generation"
-    finally:
-        context.close()
-        demo.close()
+def test_stop_cancels_a_running_stream(scripted_app):
+    page, models = scripted_app
+    pick_model(page, "gpt2")
+    title_box(page).fill("Storm")
+    page.locator("#tg-generate").click()
+    page.wait_for_function("document.querySelector('#tg-cards').innerText.includes('tick')")
+    assert not models["gpt2"].closed.is_set()
+    page.locator("#tg-stop").click()
+    assert models["gpt2"].closed.wait(10), "Stop did not end the generation"
 
 
 # -- every way a generation ends --------------------------------------------------------------
