@@ -90,7 +90,8 @@ def generate_args(specs: dict[str, dict], **values: Any) -> list[Any]:
     order = [("title", "Storm"), ("keywords", ["sea"]), ("model", values.pop("model", None)),
              ("keyword_mode", "off"), ("n", d["n"]), ("max_new_tokens", d["max_new_tokens"]),
              ("temperature", d["temperature"]), ("top_k", d["top_k"]), ("top_p", d["top_p"]),
-             ("repetition_penalty", d["repetition_penalty"]), ("seed", None), ("length", None)]
+             ("repetition_penalty", d["repetition_penalty"]), ("seed", None), ("length", None),
+             ("form", "free"), ("rhyme", True)]
     args = [values.get(name, default) for name, default in order]
     if args[2] is None:
         raise ValueError("model: give the model id to call")

@@ -118,7 +118,7 @@ def test_a_session_gradio_forgot_can_still_use_its_fine_tuned_model(tmp_path, bp
             RawClient(url, config=alice.config).load_events()
         button = next(c["id"] for c in alice.config["components"] if c.get("props", {}).get("elem_id") == "tg-generate")
         dep = next(d for d in alice.config["dependencies"] if [button, "click"] in d["targets"])
-        inputs = [model_id, "Storm", ["sea"], "off", 1, 4, 0.9, 30, 0.9, 1.2, 0, False]
+        inputs = [model_id, "Storm", ["sea"], "off", 1, 4, 0.9, 30, 0.9, 1.2, 0, False, "free", True]
         body = {"data": inputs, "fn_index": dep["id"], "session_hash": alice.session, "event_data": None,
                 "trigger_id": None}
         assert alice.http.post(f"{url}gradio_api/queue/join", json=body).status_code == 200
