@@ -4,6 +4,8 @@ Screenshots land in tests/screenshots/ (gitignored) for a human to look at.
 """
 from __future__ import annotations
 
+import contextlib
+
 import re
 
 import pytest
@@ -280,7 +282,6 @@ class _Scripted:
 @pytest.fixture()
 def scripted_app(browser, tmp_path, monkeypatch):
     """An app whose "gpt2" entry is a `_Scripted` model; yields (page, models by fail_after)."""
-    import app
     from finetune.hub_status import HubStatus
     from finetune.registry import ModelRegistry
 
@@ -288,15 +289,24 @@ def scripted_app(browser, tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     reg = ModelRegistry(tmp_path, builtins=False, loader=lambda entry: models[entry.id],
                         hub_status=HubStatus(probe=lambda: True))
-    demo = app.build_app(reg, modes=["off"])
-    url = launch_app(demo, reg)
+    with page_on(browser, reg) as page:
+        yield page, models
+
+
+@contextlib.contextmanager
+def page_on(browser, registry):
+    """A page of a fresh app on `registry` (keyword mode off), closed afterwards."""
+    import app
+
+    demo = app.build_app(registry, modes=["off"])
+    url = launch_app(demo, registry)
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     try:
         page.goto(url)
         page.wait_for_selector("#tg-title textarea, #tg-title input")
-        yield page, models
+        yield page
     finally:
         context.close()
         demo.close()
@@ -368,19 +378,12 @@ def test_a_failed_generation_keeps_what_was_written_and_says_so(scripted_app):
 
 
 def test_an_unreachable_hub_model_ends_in_a_clear_state(browser, tmp_path, monkeypatch):
-    import app
     from finetune.hub_status import HubStatus
     from finetune.registry import ModelRegistry
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     reg = ModelRegistry(tmp_path, builtins=False, hub_status=HubStatus(probe=lambda: False))
-    demo = app.build_app(reg, modes=["off"])
-    url = launch_app(demo, reg)
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    try:
-        page.goto(url)
+    with page_on(browser, reg) as page:
         box = page.locator("#tg-model input").first  # a stale page or a typed id: custom value
         box.fill("distilgpt2")
         box.press("Enter")
@@ -390,9 +393,6 @@ def test_an_unreachable_hub_model_ends_in_a_clear_state(browser, tmp_path, monke
         assert "Loading" not in status_text(page)
         page.locator("#tg-cards .tg-refused").wait_for()
         shot(page, "ending-hub-offline")
-    finally:
-        context.close()
-        demo.close()
 
 
 # -- length, rewrite, export, score -------------------------------------------------------------
