@@ -114,6 +114,8 @@ def test_upload_reads_gbk_and_clearing_the_file_resets(handlers, tmp_path):
      + b"</svg>", "image.csv", "SVG or XML"),
     (b'<?xml version="1.0"?>\n<rows>' + b"<row>title,text</row>\n" * 40 + b"</rows>", "rows.csv", "SVG or XML"),
     (b"a,b\n", "x.csv.html", "not a .csv"),
+    (b"PK\x03\x04" + b"\0" * 64, "book.xlsx", "is a spreadsheet; save it as CSV UTF-8"),
+    (b"\xd0\xcf\x11\xe0" + b"\0" * 64, "old.xls", "另存为 UTF-8 编码的 CSV"),
 ])
 def test_bad_files_get_a_clear_message_and_are_not_kept(handlers, tmp_path, content, name, message):
     path = tmp_path / name
@@ -373,3 +375,16 @@ def test_check_settings_enables_start_only_with_a_corpus_and_valid_settings(hand
         assert "ft-check-bad" in line and any("\u4e00" <= ch <= "\u9fff" for ch in line)  # both languages
     assert ui.parse_lr("", "lora") == 2e-3 and ui.parse_lr(" 1e-4 ", "full") == 1e-4 and ui.parse_lr(None, "full") == 5e-5
     assert "0.002" in ui.lr_placeholder("lora") and "5e-05" in ui.lr_placeholder("full")
+
+
+def test_my_models_refuse_bad_keys_and_ids_with_a_message(handlers):
+    key = "ab" * 32
+    with pytest.raises(gr.Error, match="choose one of your models first"):
+        handlers.library_use(key, None, ALICE)
+    for item in ("../../etc", "x" * 200, None):
+        with pytest.raises(gr.Error, match="no model .* in your models"):
+            handlers.library_download(key, item, ALICE)
+    with pytest.raises(gr.Error, match="the browser's key must be 64 hexadecimal digits"):
+        handlers.library_download("not-a-key", "x", ALICE)
+    assert handlers.library_delete(key, None, ALICE) == (gr.skip(), gr.skip(), gr.skip())  # declined
+    assert handlers.library_refresh(None, None, ALICE) == gr.skip()  # before the page sent its key

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 import torch
 from transformers import LogitsProcessor
 
-from .lang import has_cjk
 
 
 @dataclass(frozen=True)
@@ -167,7 +166,8 @@ class FormProcessor(LogitsProcessor):
                 row.forcing = max(started, key=len)[1:]
 
     def _pending(self, row: _Row) -> list[str]:
-        return [k for k in self.keywords if k not in row.text and not row.forcing.endswith(k[1:] or "\0")]
+        """Keywords not yet in the poem (never asked while one is being written)."""
+        return [k for k in self.keywords if k not in row.text]
 
     def _room(self, row: _Row) -> int:
         """Free character slots left in the current line (its rhyme slot excluded)."""
@@ -258,6 +258,3 @@ def form_report(form: Form, text: str) -> FormReport:
     rhyming = tuple(2 * i + 2 for i, ln in enumerate(even) if ln and group and rhyme_group(ln[-1]) == group)
     return FormReport(form.name, shape_ok, group, rhyming, bool(even) and len(rhyming) == len(even))
 
-
-def needs_chinese(texts: Sequence[str]) -> bool:
-    return any(has_cjk(t) for t in texts)
