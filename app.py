@@ -464,8 +464,9 @@ class GenerateHandlers:
                                base=shown, index=int(index))
 
     def stopped(self, request: gr.Request | None = None) -> tuple:
-        """Stop-button handler (the generation itself is cancelled by gradio): the texts so far
-        stay, marked "stopped", and the status says so."""
+        """After a generation ends: if it was cancelled by Stop (it is still the session's
+        latest and never reached a final state), the texts so far stay, marked "stopped", and
+        the status says so; after any other ending nothing changes."""
         partial = self._partials.pop(owner_from_request(request))
         if partial is None:
             return (gr.skip(),) * len(GENERATE_OUTPUTS)
@@ -833,8 +834,12 @@ def build_generate_tab(registry: ModelRegistry, handlers: GenerateHandlers, *,
                   show_progress="minimal", show_progress_on=[status], **private)
     rewrite = again.click(handlers.again, [again_index, shown], outputs, concurrency_limit=concurrency,
                           concurrency_id="generate", show_progress="minimal", show_progress_on=[status], **private)
-    stop.click(handlers.stopped, None, outputs, cancels=[event, rewrite], queue=False, show_progress="hidden",
-               **private)
+    # Stop cancels; the stopped state is drawn by a `.then` of the cancelled event, which the page
+    # runs only once the cancel is done and the event's own late updates can no longer land on
+    # top of it (after a normal ending there is nothing left to mark, and it changes nothing)
+    stop.click(None, None, None, cancels=[event, rewrite], queue=False, show_progress="hidden", **private)
+    for ended in (event, rewrite):
+        ended.then(handlers.stopped, None, outputs, queue=False, show_progress="hidden", **private)
     keywords.change(handlers.split_tags, keywords, keywords, queue=False, show_progress="hidden", **private)
     seed.input(lambda: False, None, random_seed, queue=False, show_progress="hidden", **private)
     gr.on([model.change, title.blur, keywords.change, n.change], handlers.length_bounds,
