@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
-MAX_BYTES = 10 * 1024 * 1024
+MAX_BYTES = 10 * 1024 * 1024  # per file
+SHARD_SIZE = "9MB"
 NGRAM = 8
 HELD_OUT_WORDS = 3000  # benchmarks/keywords.py's TOP_ZH_WORDS
 
@@ -65,22 +66,30 @@ class Recipe:
     # benchmarks/keywords.py measures words the model never saw inserted
     sample_prompts: list[tuple[str, list[str]]] = field(default_factory=list)
     continued: Continued | None = None
+    corpus: str = ""  # an upstream corpus (`finetune.upstream.CORPORA`), read from --corpus-dir, ...
+    max_chars: int = 0  # ... up to this much text
+    pack: bool = False  # packed blocks of max_length tokens (`finetune.packing`)
+    budget_minutes: float = 0.0  # with pack: steps are planned to fit this wall time on this machine
+    eval_steps: int = 0
 
 
 RECIPES = {
-    # zh: one stage from scratch, half the examples borrowing 1-3 modern words from a word list
-    # (Rime's pinyin_simp, less the keywords benchmark's words), put into the poem and the
-    # keywords: users type modern words, which a classical corpus lacks. Tried before
-    # (benchmarks/README.md): no insertion, made-up words of the corpus's characters (shipped
-    # until 2026-11-28: ratio 1.32), words in every example, second stages, and more training
-    # on a GPU: guaranteed keywords cost more fluency with each of them.
-    "zh": Recipe("zh", "textgen-zh", ("fortunes-zh",), epochs=12, insert_keywords=0.5, insert_from="words",
-                 insert_words="pinyin-simp", hold_out_benchmark_words=True, sample_prompts=[
+    # zh: 绝句 and 律诗 of the Tang and Song (chinese-poetry), keywords the poems' common nouns;
+    # a fifth of the examples borrow 1-3 modern words (Rime's pinyin_simp, less the keywords
+    # benchmark's words) into poem and keywords: users type modern words, which the poems lack,
+    # and more than a fifth would teach lines that break the forms
+    "zh": Recipe("zh", "textgen-zh", (), epochs=1, preset="base", batch_size=16, max_length=256, lr=2e-3,
+                 eval_ratio=0.005, insert_keywords=0.2, insert_from="words", insert_words="pinyin-simp",
+                 hold_out_benchmark_words=True, corpus="chinese-poetry", max_chars=6_000_000, pack=True,
+                 budget_minutes=80, sample_prompts=[
         ("春夜", ["月", "花"]), ("送别", ["江", "柳", "酒"]), ("秋思", ["雁", "霜"]), ("", ["山", "水", "云"])]),
-    "en": Recipe("en", "textgen-en", ("jargon", "wordnet"), epochs=1, max_steps=2000,
-                 continued=Continued(max_steps=1800), sample_prompts=[
-        ("hacker", ["computer", "program"]), ("kludge", ["fix", "ugly"]), ("garden", ["flower", "plant"]),
-        ("", ["water", "river", "boat"])]),
+    # en: English Wikipedia, one row per section ("Article: Section"); half the examples borrow
+    # 1-3 keywords of other rows, which teaches the model to write the keywords it is given
+    "en": Recipe("en", "textgen-en", (), epochs=1, preset="base", batch_size=16, max_length=256, lr=2e-3,
+                 eval_ratio=0.01, insert_keywords=0.5, corpus="wikiextractor", max_chars=20_000_000, pack=True,
+                 budget_minutes=80, sample_prompts=[
+        ("Volcano", ["lava", "island"]), ("The history of tea", ["China", "trade"]),
+        ("Morning run", ["park", "dog"]), ("", ["river", "bridge", "city"])]),
 }
 
 
@@ -126,7 +135,10 @@ def to_fp16(folder: Path) -> None:
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, dtype=torch.float32)
-    model.to(torch.float16).save_pretrained(folder)
+    for old in folder.glob("model*.safetensors*"):
+        old.unlink()
+    # shards under 10 MB: a Hugging Face Space refuses bigger files without git-lfs
+    model.to(torch.float16).save_pretrained(folder, max_shard_size=SHARD_SIZE)
     # The pipeline's completion marker hashes the fp32 weights, and training.json records this
     # machine's paths: neither describes the shipped folder, whose card says how it was made.
     for name in ("textgen_complete.json", "training.json"):
@@ -141,7 +153,8 @@ def folder_bytes(folder: Path) -> int:
 
 def build(language: str, out: Path, work: Path, *, epochs: float | None = None, max_steps: int = 0,
           n_novelty: int = 100, stage1: Path | None = None, corpus: Path | None = None,
-          words: Path | None = None) -> dict[str, Any]:
+          words: Path | None = None, corpus_dir: Path | None = None, budget_minutes: float | None = None,
+          max_chars: int | None = None) -> dict[str, Any]:
     """Train (both stages, or the second from `stage1`, a first-stage model), measure, publish.
     `corpus`, `words`: a corpus CSV and a word list that an earlier build wrote, for a machine
     without the Debian packages."""
@@ -155,7 +168,9 @@ def build(language: str, out: Path, work: Path, *, epochs: float | None = None, 
     work.mkdir(parents=True, exist_ok=True)
     started = time.time()
     csv_path = work / "corpus.csv"
-    if corpus is None:
+    if corpus is None and recipe.corpus:
+        rows_written, chars = corpora.write_csv(_upstream_rows(recipe, corpus_dir, max_chars), csv_path)
+    elif corpus is None:
         rows_written, chars = corpora.write_csv(corpora.build(language, sources=recipe.sources), csv_path)
     else:
         shutil.copyfile(corpus, csv_path)
@@ -172,10 +187,20 @@ def build(language: str, out: Path, work: Path, *, epochs: float | None = None, 
             listed = [w for w in listed if w not in held]
         words_path.write_text("\n".join(listed) + "\n", encoding="utf-8")
 
+    budget = recipe.budget_minutes if budget_minutes is None else budget_minutes
+    plan = work / "planned_steps.json"  # a resumed build keeps the plan its checkpoints were made with
+    if not max_steps and recipe.pack and budget:
+        if plan.is_file():
+            max_steps = json.loads(plan.read_text())["max_steps"]
+        else:
+            max_steps = planned_steps(recipe, budget * 60)
+            plan.write_text(json.dumps({"max_steps": max_steps, "minutes": budget}))
     config = TrainConfig(data=str(csv_path), out=str(work / "model"), base="scratch", config=recipe.preset,
                          method="full", epochs=epochs or recipe.epochs, max_steps=max_steps or recipe.max_steps,
                          batch_size=recipe.batch_size, max_length=recipe.max_length, lr=recipe.lr,
-                         eval_ratio=recipe.eval_ratio, seed=recipe.seed, samples=2,
+                         eval_ratio=recipe.eval_ratio, seed=recipe.seed, samples=2, pack=recipe.pack,
+                         eval_steps=max(max_steps // 5, 1) if recipe.pack and max_steps else recipe.eval_steps,
+                         resume=(work / "model").exists(),
                          insert_keywords=recipe.insert_keywords, insert_from=recipe.insert_from,
                          insert_words=str(words_path) if recipe.insert_from == "words" else "")
     from .cli import TqdmProgress  # the CLI's progress bar
@@ -233,11 +258,50 @@ def build(language: str, out: Path, work: Path, *, epochs: float | None = None, 
     write_card(model_dir, recipe, config, metrics, samples, second)
     (model_dir / "builtin_metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2) + "\n")
     size = folder_bytes(model_dir)
-    if size > MAX_BYTES:
-        raise SystemExit(f"{recipe.name} is {size / 1e6:.1f} MB; built-in models must stay under 10 MB")
+    biggest = max((p for p in model_dir.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    if biggest.stat().st_size > MAX_BYTES:
+        raise SystemExit(f"{biggest} is {biggest.stat().st_size / 1e6:.1f} MB; a built-in model's files must "
+                         "stay under 10 MB")
     publish(model_dir, out)
     metrics["bytes"] = size
     return metrics
+
+
+def _upstream_rows(recipe: Recipe, corpus_dir: Path | None, max_chars: int | None):
+    from . import corpora, upstream
+
+    if corpus_dir is None:
+        raise SystemExit(f"--corpus-dir: {recipe.name} is trained on {upstream.CORPORA[recipe.corpus].origin}; "
+                         "give the folder of an upstream copy")
+    rows, report = upstream.read_corpus(recipe.corpus, corpus_dir, max_chars=max_chars or recipe.max_chars or None)
+    print(f"{recipe.corpus}: {report.summary()}", file=sys.stderr)
+    return corpora.add_keywords(rows)
+
+
+def planned_steps(recipe: Recipe, seconds: float, *, trials: int = 3) -> int:
+    """Optimizer steps of `recipe` that fit `seconds` of wall time on this machine, measured on
+    a fresh model of its size (training also evaluates and checkpoints: 10% is kept for that)."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from .scratch import ScratchConfig
+
+    p = ScratchConfig.preset(recipe.preset)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=p.n_layer, n_embd=p.n_embd, n_head=p.n_head, n_positions=p.n_positions,
+                                       vocab_size=p.vocab_size, bos_token_id=0, eos_token_id=0))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    x = torch.randint(0, p.vocab_size, (recipe.batch_size, min(recipe.max_length, p.n_positions)))
+    took = []
+    for _ in range(trials + 1):
+        start = time.perf_counter()
+        model(input_ids=x, labels=x).loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        took.append(time.perf_counter() - start)
+    step = sorted(took[1:])[len(took[1:]) // 2]  # median after a warm-up step
+    steps = max(int(seconds * 0.9 / step), 1)
+    print(f"planned {steps} steps: {step:.2f} s per step here, {seconds / 60:.0f} min", file=sys.stderr)
+    return steps
 
 
 def publish(src: Path, out: Path) -> None:
@@ -280,6 +344,11 @@ def write_card(folder: Path, recipe: Recipe, config, metrics: dict[str, Any], sa
 
     src_lines = "\n".join(f"- **{name}** (Debian package `{SOURCES[name].package}`): {SOURCES[name].description} "
                           f"Licence: {SOURCES[name].licence}." for name in recipe.sources)
+    if recipe.corpus:
+        from .upstream import CORPORA
+
+        c = CORPORA[recipe.corpus]
+        src_lines = f"- **{c.origin}**: {c.description} Licence: {c.licence}."
     words = WORD_LISTS.get(recipe.insert_words) if recipe.insert_from == "words" else None
     held = (f", less the {HELD_OUT_WORDS:,} words of textgen's keywords benchmark (jieba's most frequent "
             "two-character words), held out so that the benchmark measures words the model never saw inserted"
@@ -313,12 +382,12 @@ repository, not a general-purpose language model.
 
 {m['rows']:,} rows, {m['characters']:,} characters of text; keywords extracted automatically
 (jieba TF-IDF for Chinese, frequency of content words for English). The corpus is rebuilt
-from the installed packages at training time and is not shipped.
+from its sources at training time and is not shipped.
 
 ## Rebuild
 
 ```bash
-python -m finetune.builtin {recipe.language}
+python -m finetune.builtin {recipe.language}{' --corpus-dir PATH' if recipe.corpus else ''}
 ```
 
 Settings: tokenizer trained on the corpus (byte-level BPE), `--base scratch --config {recipe.preset}`,
@@ -389,9 +458,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "corpus.csv), instead of building it from the Debian packages")
     parser.add_argument("--words", type=Path, help="a word list written by an earlier build (work folder's "
                         "words.txt), instead of reading it from its Debian package")
+    parser.add_argument("--corpus-dir", type=Path, help="folder of the recipe's upstream corpus (a chinese-poetry "
+                        "clone for zh; WikiExtractor output for en)")
+    parser.add_argument("--minutes", type=float, help="wall-time budget of the training (default: the recipe's)")
+    parser.add_argument("--max-chars", type=int, help="read at most this much text of the corpus")
     parser.add_argument("--stage1", type=Path, help="a first-stage model to continue from (skips the first stage)")
     args = parser.parse_args(argv)
-    for flag, path in (("--corpus", args.corpus), ("--words", args.words), ("--stage1", args.stage1)):
+    for flag, path in (("--corpus", args.corpus), ("--words", args.words), ("--stage1", args.stage1),
+                       ("--corpus-dir", args.corpus_dir)):
         if path is not None and not path.exists():
             parser.error(f"{flag}: {path} does not exist")
     recipe = RECIPES[args.language]
@@ -399,7 +473,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = args.work or ROOT / "runs" / f"builtin-{args.language}"
     metrics = build(args.language, out, work, epochs=args.epochs, max_steps=args.max_steps,
                     n_novelty=args.novelty_prompts, stage1=args.stage1, corpus=args.corpus,
-                    words=args.words)
+                    words=args.words, corpus_dir=args.corpus_dir, budget_minutes=args.minutes,
+                    max_chars=args.max_chars)
     print(json.dumps(metrics, ensure_ascii=False, indent=2))
     return 0
 

@@ -290,6 +290,8 @@ class Collator:
             input_ids[i, :n] = torch.tensor(f["input_ids"])
             attention_mask[i, :n] = 1
             labels[i, :n] = torch.tensor(f["labels"])
+        if bool(attention_mask.all()):  # nothing padded (packed blocks): attention's causal fast path
+            return {"input_ids": input_ids, "labels": labels}
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 

@@ -21,6 +21,7 @@ from transformers import Trainer, TrainerCallback
 
 from .checkpoints import RunDir
 from .dataset import LengthGroupedSampler
+from .packing import PackedDataset, PackedSampler
 from .methods import unwrap
 from .training import TrainingDiverged
 
@@ -40,6 +41,8 @@ class TextgenTrainer(Trainer):
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if isinstance(dataset, PackedDataset):
+            return PackedSampler(dataset, self.sampler_seed)
         batch = self._train_batch_size * self.args.gradient_accumulation_steps
         return LengthGroupedSampler(dataset, batch, self.sampler_seed)
 

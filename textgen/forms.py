@@ -6,6 +6,7 @@ sampled row, its place in the poem and lets only what fits there through: a Chin
 character inside a line (tokens of exactly one character: the count stays exact whatever the
 tokenizer, and the built-in and BERT-style Chinese vocabularies write nearly everything one
 character a token anyway), the line's punctuation at its end, the end token after the last line.
+After each couplet the model may also break the line ("\n"), as poems are written on the page.
 
 Keywords (guaranteed mode) are written inside lines, never across a line break: when the
 model starts one by itself where the line can hold it, the rest follows; when the lines left
@@ -96,6 +97,7 @@ class FormVocab:
     ids_of: dict[str, int]  # character -> a token id writing it alone
     marks: dict[str, int]  # "，" -> token id …
     group_ids: dict[str, list[int]] = field(default_factory=dict)  # rhyme group -> char token ids
+    newline: int | None = None  # the token of "\n": a model trained on poems breaks lines after a couplet
 
     @classmethod
     def build(cls, tokenizer, decode: Callable[[Sequence[int]], str]) -> "FormVocab":
@@ -120,7 +122,9 @@ class FormVocab:
             group = rhyme_group(ch)
             if group:
                 groups.setdefault(group, []).append(tid)
-        return cls(char_of, ids_of, marks, groups)
+        newline = tokenizer("\n", add_special_tokens=False)["input_ids"]
+        newline = newline[0] if len(newline) == 1 and decode(newline) == "\n" else None
+        return cls(char_of, ids_of, marks, groups, newline)
 
 
 @dataclass
@@ -131,6 +135,7 @@ class _Row:
     forcing: str = ""  # the rest of a keyword being written
     group: str | None = None
     done: bool = False
+    after_couplet: bool = False  # a couplet just ended: a line break may come before the next line
 
 
 class FormProcessor(LogitsProcessor):
@@ -148,12 +153,18 @@ class FormProcessor(LogitsProcessor):
     def _observe(self, row: _Row, tid: int) -> None:
         if row.done:
             return
+        if row.after_couplet and tid == self.vocab.newline:
+            row.text += "\n"
+            row.after_couplet = False
+            return
+        row.after_couplet = False
         if row.pos == self.form.chars:  # the mark that ends the line
             row.text += next((m for m, i in self.vocab.marks.items() if i == tid), "。")
             if row.line == 1 and self.rhyme and row.group is None:
                 row.group = rhyme_group(row.text[-2]) if len(row.text) >= 2 else None
             row.line, row.pos = row.line + 1, 0
             row.done = row.line == self.form.lines
+            row.after_couplet = row.line % 2 == 0 and not row.done
             return
         ch = self.vocab.char_of.get(tid, "")
         row.text += ch
@@ -225,6 +236,8 @@ class FormProcessor(LogitsProcessor):
             if group:
                 ids = torch.tensor(group, device=scores.device)
         out[r, ids] = scores[r, ids]
+        if row.after_couplet and self.vocab.newline is not None:
+            out[r, self.vocab.newline] = scores[r, self.vocab.newline]
         if pending and not (self._rhymes(row.line) and row.pos == self.form.chars - 1):
             boost = [self.vocab.ids_of[k[0]] for k in pending if len(k) <= self._room(row)]
             if boost:
@@ -248,11 +261,11 @@ class FormReport:
 
 
 def form_report(form: Form, text: str) -> FormReport:
-    lines = [ln for ln in re.split(r"[，。？！]", text.strip()) if ln != ""]
+    lines = [ln.lstrip("\n") for ln in re.split(r"[，。？！]", text.strip()) if ln.strip("\n") != ""]
     marks = re.findall(r"[，。？！]", text)
     shape_ok = (len(lines) == form.lines and len(marks) == form.lines and
                 all(len(ln) == form.chars and all(_HAN.match(c) for c in ln) for ln in lines) and
-                bool(re.fullmatch(r"(?:[\u3400-\u9fff\uf900-\ufaff]+[，。？！])+", text.strip())))
+                bool(re.fullmatch(r"(?:[\u3400-\u9fff\uf900-\ufaff]+[，。？！]\n?)+", text.strip())))
     even = [ln for i, ln in enumerate(lines) if i % 2 == 1]
     group = rhyme_group(even[0][-1]) if even and even[0] else None
     rhyming = tuple(2 * i + 2 for i, ln in enumerate(even) if ln and group and rhyme_group(ln[-1]) == group)

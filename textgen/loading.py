@@ -39,7 +39,12 @@ def builtin_models() -> dict[str, Path]:
     if not BUILTIN_DIR.is_dir():
         return {}
     return {p.name: p for p in sorted(BUILTIN_DIR.iterdir())
-            if (p / "config.json").is_file() and (p / "model.safetensors").is_file()}
+            if (p / "config.json").is_file() and has_weights(p)}
+
+
+def has_weights(folder: Path) -> bool:
+    """Safetensors weights in one file or in shards with their index."""
+    return (folder / "model.safetensors").is_file() or (folder / "model.safetensors.index.json").is_file()
 
 
 def builtin_for_language(language: str) -> Path:

@@ -1,0 +1,97 @@
+"""Packed training blocks: examples laid end to end and cut into blocks of one fixed length.
+
+Pretraining from scratch on many short rows wastes most of a padded batch, and variable
+shapes cost the CPU's matmul kernels more still. Packing keeps every position busy and every
+batch the same shape, so the attention needs no mask (the causal fast path of SDPA).
+
+Each example is exactly what `finetune.dataset.ExampleDataset` makes (prompt with drawn and
+inserted keywords, text, [EOS]); the [EOS] that ends it marks the document boundary inside a
+block. A block may begin in the middle of an example: its first tokens are trained with less
+context, as in any packed pretraining. Labels keep the examples' own (-100 on prompts).
+
+transformers' own packing (`DataCollatorWithFlattening`) keeps documents apart with position
+ids, which GPT-2's attention ignores; plain concatenation is what GPT-2 was trained with.
+"""
+from __future__ import annotations
+
+import random
+import torch
+from torch.utils.data import Dataset
+
+from .dataset import IGNORE_INDEX, ExampleDataset
+
+
+class PackedDataset(Dataset):
+    """Blocks of `block` tokens from an ExampleDataset's items, rebuilt for each epoch (new
+    keyword draws, new example order), fixed by (seed, epoch)."""
+
+    def __init__(self, examples: ExampleDataset, block: int, seed: int = 0) -> None:
+        if block < 2:
+            raise ValueError(f"block: must be at least 2 tokens, got {block}")
+        self.examples, self.block, self.seed = examples, block, seed
+        self.epoch = -1
+        self._ids: list[int] = []
+        self._labels: list[int] = []
+        total = sum(len(examples.prompts[w.row]) + w.end - w.context for w in examples.windows)
+        self._blocks = max(total // block, 1)  # the same count every epoch: Trainer plans steps from it
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch == self.epoch:
+            return
+        self.epoch = epoch
+        self.examples.set_epoch(epoch)
+        order = list(range(len(self.examples)))
+        random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+        ids: list[int] = []
+        labels: list[int] = []
+        need = self._blocks * self.block
+        while len(ids) < need:  # drawn keywords can make an epoch a little shorter: wrap around
+            for i in order:
+                item = self.examples[i]
+                ids += item["input_ids"]
+                labels += item["labels"]
+                if len(ids) >= need:
+                    break
+        self._ids, self._labels = ids[:need], labels[:need]
+
+    def __len__(self) -> int:
+        return self._blocks
+
+    def __getitem__(self, index: int) -> dict[str, list[int]]:
+        start = index * self.block
+        return {"input_ids": self._ids[start:start + self.block], "labels": self._labels[start:start + self.block]}
+
+    # what the pipeline reports of its training data
+    @property
+    def rows_used(self) -> int:
+        return self.examples.rows_used
+
+    @property
+    def rows_split(self) -> int:
+        return self.examples.rows_split
+
+    @property
+    def dropped(self):
+        return self.examples.dropped
+
+    def text_tokens(self) -> int:
+        return sum(label != IGNORE_INDEX for label in self._labels)
+
+
+class PackedSampler(torch.utils.data.Sampler[int]):
+    """Blocks in a random order fixed by (seed, epoch); `set_epoch` also repacks the dataset."""
+
+    def __init__(self, dataset: PackedDataset, seed: int) -> None:
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(len(self.dataset), generator=generator).tolist())
