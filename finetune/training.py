@@ -540,7 +540,7 @@ def _training_args(config: TrainConfig, run_path: Path, *, has_eval: bool):
         ddp_backend="gloo" if use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
         ddp_find_unused_parameters=False,
         auto_find_batch_size=not use_cpu,  # on CUDA out-of-memory, retry at half the batch size
-        include_num_input_tokens_seen="non_padding",
+        include_num_input_tokens_seen="all" if config.pack else "non_padding",  # packed blocks have no padding
         label_names=["labels"],
         remove_unused_columns=False,
         dataloader_pin_memory=not use_cpu,

@@ -230,15 +230,16 @@ def _docs(path: Path, report: ReadReport) -> Iterator[tuple[str, list[str]]]:
 
 def _article_rows(title: str, body: list[str], report: ReadReport) -> Iterator[Row]:
     lines = [x.strip() for x in body]
-    if lines and lines[0] == title:  # WikiExtractor repeats the title as the first line
+    if lines and html.unescape(lines[0]) == title:  # WikiExtractor repeats the title as the first line
         lines = lines[1:]
     section, paragraphs = "", []
-    for line in lines + ["."]:  # a last heading flushes the last section
+    for line in lines:
         if _HEADING.match(line):
             yield from _section_rows(title, section, paragraphs, report)
             section, paragraphs = line[:-1].strip(), []
         elif line:
             paragraphs.append(line)
+    yield from _section_rows(title, section, paragraphs, report)
 
 
 def _section_rows(title: str, section: str, paragraphs: list[str], report: ReadReport) -> Iterator[Row]:
@@ -341,3 +342,31 @@ def _count_within(rows: list[Row], max_chars: int) -> int:
         if total >= max_chars:
             return i + 1
     return len(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write an upstream corpus as a title,keywords,text CSV that `python -m finetune` takes."""
+    import argparse
+    import sys
+
+    from .corpora import add_keywords, write_csv
+
+    parser = argparse.ArgumentParser(prog="python -m finetune.upstream", description=main.__doc__)
+    parser.add_argument("corpus", choices=sorted(CORPORA), help="the upstream layout of FOLDER")
+    parser.add_argument("folder", type=Path, help="the upstream copy (a clone, an extract, a folder of files)")
+    parser.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    parser.add_argument("--max-chars", type=int, default=None, help="read at most this much text")
+    parser.add_argument("--no-keywords", action="store_true", help="leave keywords empty (training extracts them)")
+    args = parser.parse_args(argv)
+    try:
+        rows, report = read_corpus(args.corpus, args.folder, max_chars=args.max_chars)
+    except (CorpusLayoutError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    n_rows, n_chars = write_csv(rows if args.no_keywords else add_keywords(rows), args.out)
+    print(f"{args.out}: {n_rows} rows, {n_chars:,} characters ({report.summary()})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
