@@ -78,11 +78,13 @@ PARTIALS_KEPT = 256  # sessions whose texts-so-far are kept for their Stop butto
 FORM_LABELS = [("free 自由", "free"), ("五言绝句", "wujue"), ("七言绝句", "qijue"), ("五言律诗", "wulv"),
                ("七言律诗", "qilv")]
 MODE_LABELS = {"guaranteed": "guaranteed 保证出现", "soft": "soft 尽量出现", "off": "off 不约束"}
+# what the built-in models write best: classical poem titles (zh, trained on Tang and Song
+# poems) and encyclopedic or everyday titles (en, trained on Wikipedia)
 EXAMPLES = [
-    ["春夜", ["月", "花", "雨"]],
-    ["夏日海边", ["海浪", "沙滩", "夕阳"]],
-    ["The Storm", ["sea", "night", "lightning"]],
-    ["A Letter Home", ["mountains", "river", "long road"]],
+    ["春夜", ["月", "花"]],
+    ["送别", ["江", "柳", "酒"]],
+    ["Volcano", ["lava", "island"]],
+    ["The history of tea", ["China", "trade", "ships"]],
 ]
 # offered in the keyword box's list; gr.Examples also shows only values among the choices
 SUGGESTED_KEYWORDS = list(dict.fromkeys(k for _, words in EXAMPLES for k in words))

@@ -198,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts", type=int, default=50, help="held-out prompts per language")
     parser.add_argument("--languages", default="zh,en")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--cards", action="store_true", help="write the figures into the new models' cards")
     args = parser.parse_args(argv)
     import torch
 
@@ -227,28 +228,50 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{language} {label} {mode}: {rows[f'{label} · {mode}']}", file=sys.stderr)
             report["languages"][language] = {"rows": rows, "perplexity_per_unit": ppl,
                                              "unit": "character" if language == "zh" else "word"}
-    print_tables(report)
+    print(tables(report))
+    if args.cards:
+        for language in report["languages"]:
+            write_card_section(args.new / NAMES[language] / "README.md", tables(report, only=language),
+                               " ".join(["python -m benchmarks.quality"] + (argv if argv is not None else sys.argv[1:])))
     if args.json:
         args.json.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return 0
 
 
-def print_tables(report: dict) -> None:
-    print(f"CPU: {report['cpu']}; {report['prompts']} held-out prompts per language, n=2")
+def tables(report: dict, only: str | None = None) -> str:
+    out = [f"CPU: {report['cpu']}; {report['prompts']} held-out prompts per language, n=2, seed = prompt index"]
     for language, data in report["languages"].items():
+        if only and language != only:
+            continue
         rows = data["rows"]
         if language == "en":
-            print("\n| en | lower-case non-words | words | 8-grams copied from training |\n|---|---:|---:|---:|")
+            out.append("\n| en | lower-case non-words | words | 8-grams copied from training |\n|---|---:|---:|---:|")
             for label, r in rows.items():
                 copied = f"{r['novelty_copied']:.2%}" if "novelty_copied" in r else "—"
-                print(f"| {label} | {r['nonword']:.1%} | {r['words']:,} | {copied} |")
+                out.append(f"| {label} | {r['nonword']:.1%} | {r['words']:,} | {copied} |")
         else:
-            print("\n| zh | regular poems | regular and rhyming | 8-grams copied from training |\n|---|---:|---:|---:|")
+            out.append("\n| zh | regular poems | regular and rhyming | 8-grams copied from training |\n"
+                       "|---|---:|---:|---:|")
             for label, r in rows.items():
                 copied = f"{r['novelty_copied']:.2%}" if "novelty_copied" in r else "—"
-                print(f"| {label} | {r['regular']:.0%} | {r['rhyming']:.0%} | {copied} |")
+                out.append(f"| {label} | {r['regular']:.0%} | {r['rhyming']:.0%} | {copied} |")
         ppl = data["perplexity_per_unit"]
-        print(f"\nheld-out perplexity per {data['unit']}: " + ", ".join(f"{k} {v:.1f}" for k, v in ppl.items()))
+        out.append(f"\nHeld-out perplexity per {data['unit']}: " + ", ".join(f"{k} {v:.1f}" for k, v in ppl.items()))
+    return "\n".join(out)
+
+
+CARD_HEADING = "## Quality on held-out text (benchmarks/quality.py)"
+
+
+def write_card_section(card: Path, table: str, command: str) -> None:
+    """Put the figures into a model card, replacing the section an earlier run wrote."""
+    text = card.read_text(encoding="utf-8")
+    if CARD_HEADING in text:
+        start = text.index(CARD_HEADING)
+        end = text.find("\n## ", start + len(CARD_HEADING))
+        text = text[:start].rstrip("\n") + ("\n\n" + text[end + 1:] if end != -1 else "")
+    section = f"{CARD_HEADING}\n\n`{command}` (old: the previous built-in model; new: this one)\n\n{table}\n"
+    card.write_text(text.rstrip("\n") + "\n\n" + section, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -81,13 +81,13 @@ RECIPES = {
     "zh": Recipe("zh", "textgen-zh", (), epochs=1, preset="base", batch_size=16, max_length=256, lr=2e-3,
                  eval_ratio=0.005, insert_keywords=0.2, insert_from="words", insert_words="pinyin-simp",
                  hold_out_benchmark_words=True, corpus="chinese-poetry", max_chars=6_000_000, pack=True,
-                 budget_minutes=80, sample_prompts=[
+                 budget_minutes=85, sample_prompts=[
         ("春夜", ["月", "花"]), ("送别", ["江", "柳", "酒"]), ("秋思", ["雁", "霜"]), ("", ["山", "水", "云"])]),
     # en: English Wikipedia, one row per section ("Article: Section"); half the examples borrow
     # 1-3 keywords of other rows, which teaches the model to write the keywords it is given
     "en": Recipe("en", "textgen-en", (), epochs=1, preset="base", batch_size=16, max_length=256, lr=2e-3,
                  eval_ratio=0.01, insert_keywords=0.5, corpus="wikiextractor", max_chars=20_000_000, pack=True,
-                 budget_minutes=80, sample_prompts=[
+                 budget_minutes=85, sample_prompts=[
         ("Volcano", ["lava", "island"]), ("The history of tea", ["China", "trade"]),
         ("Morning run", ["park", "dog"]), ("", ["river", "bridge", "city"])]),
 }
@@ -239,12 +239,7 @@ def build(language: str, out: Path, work: Path, *, epochs: float | None = None, 
         generated.append(res[0].text)
     share, grams = novelty(generated, [r.text for r in rows], language)
 
-    samples = []
-    for title, kws in recipe.sample_prompts:
-        for mode in ("off", "guaranteed"):
-            res = gen.generate(title, kws, n=1, seed=0, max_new_tokens=80, keyword_mode=mode)
-            samples.append({"title": title, "keywords": kws, "mode": mode, "text": res[0].text,
-                            "missing": res[0].missing})
+    samples = sample_texts(gen, recipe)
     stages += [{"steps": r.global_step, "tokens_trained": r.tokens_trained, "seconds": r.elapsed_s} for r in results]
     metrics = {
         "language": language, "rows": rows_written, "characters": chars, "eval_rows": len(eval_rows),
@@ -265,6 +260,43 @@ def build(language: str, out: Path, work: Path, *, epochs: float | None = None, 
     publish(model_dir, out)
     metrics["bytes"] = size
     return metrics
+
+
+def sample_texts(gen, recipe: Recipe) -> list[dict]:
+    samples = []
+    for title, kws in recipe.sample_prompts:
+        for mode in ("off", "guaranteed"):
+            res = gen.generate(title, kws, n=1, seed=0, max_new_tokens=80, keyword_mode=mode)
+            samples.append({"title": title, "keywords": kws, "mode": mode, "text": res[0].text,
+                            "missing": res[0].missing})
+    return samples
+
+
+def rewrite_card(language: str, folder: Path) -> None:
+    """The card of a published model again, from its builtin_metrics.json and fresh samples
+    (the recipe as it stands; the figures as they were measured). Keeps a quality section."""
+    from textgen import Generator
+
+    from .training import TrainConfig
+
+    recipe = RECIPES[language]
+    metrics = json.loads((folder / "builtin_metrics.json").read_text(encoding="utf-8"))
+    plan = {"max_steps": metrics["steps"]} if recipe.pack else {}
+    config = TrainConfig(data="corpus.csv", out="model", base="scratch", config=recipe.preset, method="full",
+                         epochs=recipe.epochs, max_steps=plan.get("max_steps", recipe.max_steps),
+                         batch_size=recipe.batch_size, max_length=recipe.max_length, lr=recipe.lr,
+                         eval_ratio=recipe.eval_ratio, seed=recipe.seed, insert_keywords=recipe.insert_keywords,
+                         insert_from=recipe.insert_from, pack=recipe.pack,
+                         insert_words="words.txt" if recipe.insert_from == "words" else "")
+    card = folder / "README.md"
+    old = card.read_text(encoding="utf-8") if card.is_file() else ""
+    keep = old[old.index(QUALITY_HEADING):] if QUALITY_HEADING in old else ""
+    write_card(folder, recipe, config, metrics, sample_texts(Generator.from_pretrained(str(folder)), recipe))
+    if keep:
+        card.write_text(card.read_text(encoding="utf-8").rstrip("\n") + "\n\n" + keep, encoding="utf-8")
+
+
+QUALITY_HEADING = "## Quality on held-out text"  # benchmarks/quality.py writes it
 
 
 def _upstream_rows(recipe: Recipe, corpus_dir: Path | None, max_chars: int | None):
@@ -380,9 +412,8 @@ repository, not a general-purpose language model.
 ## Corpus
 {src_lines}
 
-{m['rows']:,} rows, {m['characters']:,} characters of text; keywords extracted automatically
-(jieba TF-IDF for Chinese, frequency of content words for English). The corpus is rebuilt
-from its sources at training time and is not shipped.
+{m['rows']:,} rows, {m['characters']:,} characters of text; {_keywords_note(recipe)}. The corpus
+is rebuilt from its sources at training time and is not shipped.
 
 ## Rebuild
 
@@ -392,7 +423,7 @@ python -m finetune.builtin {recipe.language}{' --corpus-dir PATH' if recipe.corp
 
 Settings: tokenizer trained on the corpus (byte-level BPE), `--base scratch --config {recipe.preset}`,
 {f"{config.max_steps} steps" if config.max_steps else f"{config.epochs:g} epochs"}, batch {config.batch_size}, max length {config.max_length}, learning rate
-{config.learning_rate:g}, eval share {config.eval_ratio:g}, seed {config.seed}.{_first_insertion(config)}{_second_stage(second)}
+{config.learning_rate:g}, eval share {config.eval_ratio:g}, seed {config.seed}.{_packing(recipe)}{_first_insertion(config)}{_second_stage(second)}
 Trained in {m['train_seconds'] / 60:.1f} min ({m['steps']} steps, {m['tokens_trained']:,} tokens{_by_stage(m)},
 {m['precision']}) on {m['hardware']}.
 {f"{chr(10)}{note}{chr(10)}" if note else ""}
@@ -412,6 +443,19 @@ Trained in {m['train_seconds'] / 60:.1f} min ({m['steps']} steps, {m['tokens_tra
 {table}
 """
     (folder / "README.md").write_text(card, encoding="utf-8")
+
+
+def _keywords_note(recipe: Recipe) -> str:
+    if recipe.corpus == "chinese-poetry":
+        return "keywords: up to 4 of each poem's common nouns (`finetune.upstream.PoemKeywords`)"
+    return "keywords extracted automatically (jieba TF-IDF for Chinese, frequency of content words for English)"
+
+
+def _packing(recipe: Recipe) -> str:
+    if not recipe.pack:
+        return ""
+    return (f" Packed blocks of {recipe.max_length} tokens (`--pack`: no padding), the steps planned to fit "
+            f"a wall-time budget of {recipe.budget_minutes:g} min on the machine below (`planned_steps`).")
 
 
 def _by_stage(m: dict[str, Any]) -> str:
@@ -462,6 +506,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "clone for zh; WikiExtractor output for en)")
     parser.add_argument("--minutes", type=float, help="wall-time budget of the training (default: the recipe's)")
     parser.add_argument("--max-chars", type=int, help="read at most this much text of the corpus")
+    parser.add_argument("--card-only", action="store_true", help="rewrite the card of the model in --out "
+                        "from its builtin_metrics.json (no training)")
     parser.add_argument("--stage1", type=Path, help="a first-stage model to continue from (skips the first stage)")
     args = parser.parse_args(argv)
     for flag, path in (("--corpus", args.corpus), ("--words", args.words), ("--stage1", args.stage1),
@@ -471,6 +517,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     recipe = RECIPES[args.language]
     out = args.out or ROOT / "assets" / "models" / recipe.name
     work = args.work or ROOT / "runs" / f"builtin-{args.language}"
+    if args.card_only:
+        rewrite_card(args.language, out)
+        return 0
     metrics = build(args.language, out, work, epochs=args.epochs, max_steps=args.max_steps,
                     n_novelty=args.novelty_prompts, stage1=args.stage1, corpus=args.corpus,
                     words=args.words, corpus_dir=args.corpus_dir, budget_minutes=args.minutes,

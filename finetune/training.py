@@ -593,6 +593,8 @@ def _prepare(config: TrainConfig, base, report, train_rows, eval_rows, notes: li
                               insert_words=words, **common)
     if config.pack:
         train_ds = PackedDataset(train_ds, max_length, seed=config.seed)
+        notes.append(f"packed: the examples laid end to end in {len(train_ds):,} blocks of {max_length} tokens "
+                     "per epoch (the windows counted above are these blocks)")
     eval_ds = ExampleDataset(eval_rows, tokenizer, fmt, max_length, augment=False, **common)
     if len(train_ds) == 0:
         raise DataError(f"not enough text to train on: every row's title and keywords fill "

@@ -2,6 +2,8 @@
 and its even lines in one rhyme group; with the built-in tokenizer and a BERT-style one."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from textgen import Generator
@@ -35,7 +37,8 @@ def test_every_form_has_its_shape_keywords_and_rhyme(zh_models, form):
                 assert report["shape_ok"], (kind, seed, cand.text)
                 assert cand.missing == [], (kind, seed, cand.text)
                 assert report["rhymes"], (kind, seed, cand.text, report)
-                lines = [ln for ln in cand.text.replace("？", "，").replace("！", "，").replace("。", "，").split("，") if ln]
+                flat = cand.text.replace("？", "，").replace("！", "，").replace("。", "，")
+                lines = [ln.lstrip("\n") for ln in flat.split("，") if ln.strip("\n")]
                 assert all(len(ln) == FORMS[form].chars for ln in lines)
                 assert all(any(kw in ln for ln in lines) for kw in keywords)  # never across a break
 
@@ -93,3 +96,20 @@ def test_the_api_writes_a_poem_form_and_reports_it(bert_zh_model_dir, tmp_path):
         assert cand["form"]["shape_ok"] and cand["form"]["form"] == "qijue" and cand["missing"] == []
     free = h.generate(reg.default_id(), "春夜", ["月"], "guaranteed", n=1, seed=0, max_new_tokens=12)
     assert "form" not in free["candidates"][0]
+
+
+def test_a_line_break_comes_only_after_a_couplet(zh_models):
+    """A model trained on poems breaks the line after each couplet; the form lets it, and only there."""
+    gen = zh_models.get("builtin")
+    if gen is None:
+        pytest.skip("no built-in Chinese model")
+    breaks = 0
+    for seed in range(6):
+        for cand in gen.generate("秋思", ["雁"], n=3, seed=seed, keyword_mode="guaranteed", form="wulv"):
+            assert cand.form["shape_ok"], cand.text
+            for i, ch in enumerate(cand.text):
+                if ch == "\n":
+                    breaks += 1
+                    marks = len(re.findall("[，。？！]", cand.text[:i]))
+                    assert cand.text[i - 1] in "。？！" and marks % 2 == 0, cand.text  # after a couplet's second line
+    assert breaks > 0
