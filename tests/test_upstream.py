@@ -247,3 +247,11 @@ def test_cli_writes_a_csv_the_pipeline_reads_and_names_a_bad_folder(tmp_path, ca
     assert [r.title for r in rows] == ["秋夜"] and rows[0].keywords  # keywords extracted (jieba)
     assert main(["wikiextractor", str(tmp_path / "luxun"), "--out", str(tmp_path / "x.csv")]) == 2
     assert "no wiki_NN files" in capsys.readouterr().err and not (tmp_path / "x.csv").exists()
+
+
+def test_the_wall_time_budget_becomes_steps_measured_on_this_machine():
+    from finetune import builtin
+
+    recipe = dataclasses.replace(builtin.RECIPES["en"], preset="tiny", max_length=64, batch_size=2)
+    short, long = builtin.planned_steps(recipe, 1.0), builtin.planned_steps(recipe, 100.0)
+    assert 1 <= short < long and long > 50 * short / 2  # about proportional, whatever the timing noise
