@@ -78,10 +78,10 @@ RECIPES = {
     # a fifth of the examples borrow 1-3 modern words (Rime's pinyin_simp, less the keywords
     # benchmark's words) into poem and keywords: users type modern words, which the poems lack,
     # and more than a fifth would teach lines that break the forms
-    "zh": Recipe("zh", "textgen-zh", (), epochs=1, preset="base", batch_size=16, max_length=256, lr=2e-3,
+    "zh": Recipe("zh", "textgen-zh", (), epochs=1, preset="poems", batch_size=16, max_length=256, lr=2e-3,
                  eval_ratio=0.005, insert_keywords=0.2, insert_from="words", insert_words="pinyin-simp",
                  hold_out_benchmark_words=True, corpus="chinese-poetry", max_chars=6_000_000, pack=True,
-                 budget_minutes=85, sample_prompts=[
+                 budget_minutes=60, sample_prompts=[
         ("春夜", ["月", "花"]), ("送别", ["江", "柳", "酒"]), ("秋思", ["雁", "霜"]), ("", ["山", "水", "云"])]),
     # en: English Wikipedia, one row per section ("Article: Section"); half the examples borrow
     # 1-3 keywords of other rows, which teaches the model to write the keywords it is given
@@ -248,7 +248,7 @@ def build(language: str, out: Path, work: Path, *, epochs: float | None = None, 
         "params": result.total_params, "tokens_trained": sum(x["tokens_trained"] for x in stages),
         "steps": sum(x["steps"] for x in stages), "stages": stages, "epochs": result.epochs,
         "train_seconds": sum(x["seconds"] for x in stages), "total_seconds": time.time() - started,
-        "precision": result.precision, "hardware": _hardware(),
+        "precision": result.precision, "hardware": _hardware(), "budget_minutes": budget,
     }
     write_card(model_dir, recipe, config, metrics, samples, second)
     (model_dir / "builtin_metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2) + "\n")
@@ -321,14 +321,24 @@ def planned_steps(recipe: Recipe, seconds: float, *, trials: int = 3) -> int:
     p = ScratchConfig.preset(recipe.preset)
     model = GPT2LMHeadModel(GPT2Config(n_layer=p.n_layer, n_embd=p.n_embd, n_head=p.n_head, n_positions=p.n_positions,
                                        vocab_size=p.vocab_size, bos_token_id=0, eos_token_id=0))
+    from textgen.device import cpu_has_fast_bf16
+
+    cuda = torch.cuda.is_available()  # where TrainConfig(device="auto") trains
+    device = "cuda" if cuda else "cpu"
+    bf16 = torch.cuda.is_bf16_supported() if cuda else cpu_has_fast_bf16()  # as precision="auto" picks
+    model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-    x = torch.randint(0, p.vocab_size, (recipe.batch_size, min(recipe.max_length, p.n_positions)))
+    x = torch.randint(0, p.vocab_size, (recipe.batch_size, min(recipe.max_length, p.n_positions)), device=device)
     took = []
     for _ in range(trials + 1):
         start = time.perf_counter()
-        model(input_ids=x, labels=x).loss.backward()
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            loss = model(input_ids=x, labels=x).loss
+        loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize()
         took.append(time.perf_counter() - start)
     step = sorted(took[1:])[len(took[1:]) // 2]  # median after a warm-up step
     steps = max(int(seconds * 0.9 / step), 1)
@@ -423,7 +433,7 @@ python -m finetune.builtin {recipe.language}{' --corpus-dir PATH' if recipe.corp
 
 Settings: tokenizer trained on the corpus (byte-level BPE), `--base scratch --config {recipe.preset}`,
 {f"{config.max_steps} steps" if config.max_steps else f"{config.epochs:g} epochs"}, batch {config.batch_size}, max length {config.max_length}, learning rate
-{config.learning_rate:g}, eval share {config.eval_ratio:g}, seed {config.seed}.{_packing(recipe)}{_first_insertion(config)}{_second_stage(second)}
+{config.learning_rate:g}, eval share {config.eval_ratio:g}, seed {config.seed}.{_packing(recipe, m.get("budget_minutes", recipe.budget_minutes))}{_first_insertion(config)}{_second_stage(second)}
 Trained in {m['train_seconds'] / 60:.1f} min ({m['steps']} steps, {m['tokens_trained']:,} tokens{_by_stage(m)},
 {m['precision']}) on {m['hardware']}.
 {f"{chr(10)}{note}{chr(10)}" if note else ""}
@@ -451,11 +461,11 @@ def _keywords_note(recipe: Recipe) -> str:
     return "keywords extracted automatically (jieba TF-IDF for Chinese, frequency of content words for English)"
 
 
-def _packing(recipe: Recipe) -> str:
+def _packing(recipe: Recipe, budget: float) -> str:
     if not recipe.pack:
         return ""
     return (f" Packed blocks of {recipe.max_length} tokens (`--pack`: no padding), the steps planned to fit "
-            f"a wall-time budget of {recipe.budget_minutes:g} min on the machine below (`planned_steps`).")
+            f"a wall-time budget of {budget:g} min on the machine below (`planned_steps`).")
 
 
 def _by_stage(m: dict[str, Any]) -> str:

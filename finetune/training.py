@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 METHODS = ("full", "last-n", "head", "lora")
 SCRATCH = "scratch"
-SCRATCH_PRESETS = ("tiny", "small", "base")  # finetune.scratch.PRESETS
+SCRATCH_PRESETS = ("tiny", "small", "base", "poems")  # finetune.scratch.PRESETS
 DEFAULT_LR = {"full": 5e-5, "last-n": 1e-4, "head": 5e-4, "lora": 3e-4, SCRATCH: 1e-3}
 MAX_EVAL_ROWS = 1000  # evaluation costs time at every eval step; a thousand rows measure enough
 EVALS_PER_RUN = 0.1  # with eval_steps=0: evaluate (and checkpoint) every 10% of the run
@@ -488,7 +488,8 @@ def _build_scratch(config: TrainConfig, report, rows, folder: Path) -> None:
 
     preset = ScratchConfig.preset(config.config)
     texts = [t for r in rows for t in (r.title, " ".join(r.keywords), r.text)]
-    tokenizer = train_tokenizer(texts, preset.vocab_size, folder, report.language)
+    tokenizer = train_tokenizer(texts, preset.vocab_size, folder, report.language,
+                                max_token_bytes=preset.max_token_bytes)
     model = init_scratch_model(tokenizer, preset, seed=config.seed)
     save_scratch(model, tokenizer, folder, dtype="float32")
 
