@@ -1,6 +1,6 @@
 """Tokens/s of textgen's Generator vs a plain transformers text-generation pipeline (fp32).
 
-    python -m benchmarks.generate [--tokens 64] [--repeats 5] [--skip-builtin]
+    python -m benchmarks.generate [--tokens 64] [--repeats 5] [--skip-builtin | --builtin-only]
 
 For each model (a GPT-2-small-sized model with random weights, built here, and each
 built-in model) and for n=1 and n=4, it prints the median tokens/s of
@@ -99,14 +99,16 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64, help="new tokens per candidate")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per cell (median)")
     parser.add_argument("--skip-builtin", action="store_true", help="only the GPT-2-small-sized model")
+    parser.add_argument("--builtin-only", action="store_true", help="only the built-in models")
     args = parser.parse_args()
 
     from textgen.loading import builtin_models
 
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        rows += bench_model(build_gpt2_small(Path(tmp)), "gpt2-small-sized (124M, random)", args.tokens,
-                            args.repeats)
+    if not args.builtin_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows += bench_model(build_gpt2_small(Path(tmp)), "gpt2-small-sized (124M, random)", args.tokens,
+                                args.repeats)
     if not args.skip_builtin:
         for name, folder in builtin_models().items():
             rows += bench_model(folder, name, args.tokens, args.repeats)

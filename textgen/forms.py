@@ -43,8 +43,9 @@ class Form:
 
     @property
     def tokens(self) -> int:
-        """Tokens a poem of this form takes: every character and mark, and the end."""
-        return self.lines * (self.chars + 1) + 1
+        """Tokens a poem of this form takes: every character and mark, a line break after
+        each couplet but the last, and the end."""
+        return self.lines * (self.chars + 1) + self.lines // 2 - 1 + 1
 
 
 FORMS = {f.name: f for f in (Form("wujue", "五言绝句", 4, 5), Form("qijue", "七言绝句", 4, 7),
@@ -123,7 +124,8 @@ class FormVocab:
             if group:
                 groups.setdefault(group, []).append(tid)
         newline = tokenizer("\n", add_special_tokens=False)["input_ids"]
-        newline = newline[0] if len(newline) == 1 and decode(newline) == "\n" else None
+        # the tokenizer's own decode: the caller's strips the text, and this one is whitespace
+        newline = newline[0] if len(newline) == 1 and tokenizer.decode(newline) == "\n" else None
         return cls(char_of, ids_of, marks, groups, newline)
 
 
