@@ -295,17 +295,13 @@ class Collator:
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
-class LengthGroupedSampler(Sampler[int]):
-    """Indices in batches of similar length, so little of each batch is padding; the order
-    depends only on (seed, epoch), so every DDP rank and a resumed run see the same one.
+class EpochSampler(Sampler[int]):
+    """Indices whose order depends only on (seed, epoch), so every DDP rank and a resumed run
+    see the same one. Trainer calls `set_epoch` before each pass; it is forwarded to the
+    dataset, whose keyword draws (and packing) follow the epoch too."""
 
-    Trainer calls `set_epoch` before each pass; it is forwarded to the dataset, whose
-    keyword draws follow the epoch too.
-    """
-
-    def __init__(self, dataset: ExampleDataset, batch_size: int, seed: int) -> None:
-        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
-        self.epoch = 0
+    def __init__(self, dataset, seed: int) -> None:
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -314,8 +310,18 @@ class LengthGroupedSampler(Sampler[int]):
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+
+
+class LengthGroupedSampler(EpochSampler):
+    """Indices in batches of similar length, so little of each batch is padding."""
+
+    def __init__(self, dataset: ExampleDataset, batch_size: int, seed: int) -> None:
+        super().__init__(dataset, seed)
+        self.batch_size = batch_size
+
     def __iter__(self):
         from transformers.trainer_pt_utils import get_length_grouped_indices
 
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(get_length_grouped_indices(self.dataset.lengths, self.batch_size, generator=generator))
+        return iter(get_length_grouped_indices(self.dataset.lengths, self.batch_size, generator=self.generator()))

@@ -18,7 +18,7 @@ import random
 import torch
 from torch.utils.data import Dataset
 
-from .dataset import IGNORE_INDEX, ExampleDataset
+from .dataset import IGNORE_INDEX, EpochSampler, ExampleDataset
 
 
 class PackedDataset(Dataset):
@@ -79,19 +79,8 @@ class PackedDataset(Dataset):
         return sum(label != IGNORE_INDEX for label in self._labels)
 
 
-class PackedSampler(torch.utils.data.Sampler[int]):
+class PackedSampler(EpochSampler):
     """Blocks in a random order fixed by (seed, epoch); `set_epoch` also repacks the dataset."""
 
-    def __init__(self, dataset: PackedDataset, seed: int) -> None:
-        self.dataset, self.seed, self.epoch = dataset, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.dataset.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
     def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(len(self.dataset), generator=generator).tolist())
+        return iter(torch.randperm(len(self.dataset), generator=self.generator()).tolist())
