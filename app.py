@@ -81,7 +81,7 @@ MODE_LABELS = {"guaranteed": "guaranteed 保证出现", "soft": "soft 尽量出�
 # what the built-in models write best: classical poem titles (zh, trained on Tang and Song
 # poems) and encyclopedic or everyday titles (en, trained on Wikipedia)
 EXAMPLES = [
-    ["春夜", ["月", "花"]],
+    ["春夜", ["月", "花", "雨"]],
     ["送别", ["江", "柳", "酒"]],
     ["Volcano", ["lava", "island"]],
     ["The history of tea", ["China", "trade", "ships"]],
