@@ -38,6 +38,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.machine import cpu_kind
+from finetune.builtin import QUALITY_HEADING, ngrams, units_of
 
 REPO = Path(__file__).resolve().parent.parent
 CORPORA = REPO.parent / "shared" / "corpora"
@@ -45,7 +46,6 @@ WORDLIST = Path("/usr/share/dict/american-english")
 NAMES = {"zh": "textgen-zh", "en": "textgen-en"}
 _WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)*")
 _CLAUSE = re.compile(r"[，。？！；]")
-_HAN = re.compile(r"^[\u4e00-\u9fff]+$")
 
 
 def unpack(archive: str, into: Path, members: re.Pattern | None = None) -> Path:
@@ -73,27 +73,16 @@ def nonword_rate(texts: list[str], words: set[str]) -> tuple[float, int]:
 
 
 def poem_shape(text: str) -> tuple[bool, bool]:
-    """(regular: 4 or 8 lines, all of 5 or all of 7 characters; regular and its even lines rhyme)."""
+    """(regular: 4 or 8 lines, all of 5 or all of 7 characters, ended; regular and its even lines rhyme)."""
+    from finetune.upstream import poem_shape as regular_shape
     from textgen.forms import rhyme_group
 
     body = text.strip()
-    if not body or body[-1] not in "。？！":
+    if not body or body[-1] not in "。？！" or regular_shape(body.split("\n")) is None:
         return False, False
-    lines = [c.strip() for c in _CLAUSE.split(body) if c.strip()]
-    regular = len(lines) in (4, 8) and len({len(c) for c in lines}) == 1 and len(lines[0]) in (5, 7) \
-        and all(_HAN.match(c) for c in lines)
-    if not regular:
-        return False, False
+    lines = [c for c in _CLAUSE.split(body.replace("\n", "")) if c]
     groups = {rhyme_group(c[-1]) for c in lines[1::2]}
     return True, len(groups) == 1 and None not in groups
-
-
-def ngrams(units: list[str], n: int = 8) -> list[tuple[str, ...]]:
-    return [tuple(units[i:i + n]) for i in range(len(units) - n + 1)]
-
-
-def units(text: str, language: str) -> list[str]:
-    return [c for c in text if not c.isspace()] if language == "zh" else text.lower().split()
 
 
 def per_unit_perplexity(gen, docs: list[tuple[str, list[str], str]], language: str) -> float:
@@ -116,7 +105,7 @@ def per_unit_perplexity(gen, docs: list[tuple[str, list[str], str]], language: s
             logits = loaded.model(x).logits.float()
         logp = torch.log_softmax(logits[0, len(prompt) - 1:-1], dim=-1)
         nll -= float(logp.gather(1, torch.tensor(ids)[:, None]).sum())
-        count += len(units(shown, language)) + 1  # the end counts as one unit
+        count += len(units_of(shown, language)) + 1  # the end counts as one unit
     return math.exp(nll / count)
 
 
@@ -163,7 +152,7 @@ def score(language: str, texts: list[str], words, train_grams: set | None) -> di
         out["regular"] = sum(s[0] for s in shapes) / len(shapes)
         out["rhyming"] = sum(s[1] for s in shapes) / len(shapes)
     if train_grams is not None:
-        grams = [g for t in texts for g in ngrams(units(t, language))]
+        grams = [g for t in texts for g in ngrams(units_of(t, language))]
         out["novelty_copied"] = sum(hash(g) in train_grams for g in grams) / max(1, len(grams))
         out["ngrams"] = len(grams)
     return out
@@ -179,7 +168,7 @@ def training_grams(language: str, tmp: Path) -> set:
     else:
         root = unpack("chinese-poetry.tar.xz", tmp / "cp-train", re.compile(r"全唐诗/poet\.")) / "chinese-poetry"
     rows, _ = read_corpus(recipe.corpus, root, max_chars=recipe.max_chars)
-    return {hash(g) for r in rows for g in ngrams(units(r.text, language))}  # hashes: a tenth of the memory
+    return {hash(g) for r in rows for g in ngrams(units_of(r.text, language))}  # hashes: a tenth of the memory
 
 
 def old_models(ref: str, tmp: Path) -> Path:
@@ -260,17 +249,14 @@ def tables(report: dict, only: str | None = None) -> str:
     return "\n".join(out)
 
 
-CARD_HEADING = "## Quality on held-out text (benchmarks/quality.py)"
-
-
 def write_card_section(card: Path, table: str, command: str) -> None:
     """Put the figures into a model card, replacing the section an earlier run wrote."""
     text = card.read_text(encoding="utf-8")
-    if CARD_HEADING in text:
-        start = text.index(CARD_HEADING)
-        end = text.find("\n## ", start + len(CARD_HEADING))
+    if QUALITY_HEADING in text:
+        start = text.index(QUALITY_HEADING)
+        end = text.find("\n## ", start + len(QUALITY_HEADING))
         text = text[:start].rstrip("\n") + ("\n\n" + text[end + 1:] if end != -1 else "")
-    section = f"{CARD_HEADING}\n\n`{command}` (old: the previous built-in model; new: this one)\n\n{table}\n"
+    section = f"{QUALITY_HEADING}\n\n`{command}` (old: the previous built-in model; new: this one)\n\n{table}\n"
     card.write_text(text.rstrip("\n") + "\n\n" + section, encoding="utf-8")
 
 

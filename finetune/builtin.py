@@ -195,14 +195,8 @@ def build(language: str, out: Path, work: Path, *, epochs: float | None = None, 
         else:
             max_steps = planned_steps(recipe, budget * 60)
             plan.write_text(json.dumps({"max_steps": max_steps, "minutes": budget}))
-    config = TrainConfig(data=str(csv_path), out=str(work / "model"), base="scratch", config=recipe.preset,
-                         method="full", epochs=epochs or recipe.epochs, max_steps=max_steps or recipe.max_steps,
-                         batch_size=recipe.batch_size, max_length=recipe.max_length, lr=recipe.lr,
-                         eval_ratio=recipe.eval_ratio, seed=recipe.seed, samples=2, pack=recipe.pack,
-                         eval_steps=max(max_steps // 5, 1) if recipe.pack and max_steps else recipe.eval_steps,
-                         resume=(work / "model").exists(),
-                         insert_keywords=recipe.insert_keywords, insert_from=recipe.insert_from,
-                         insert_words=str(words_path) if recipe.insert_from == "words" else "")
+    config = recipe_config(recipe, csv_path, work / "model", max_steps=max_steps or recipe.max_steps,
+                           words=words_path, epochs=epochs, resume=(work / "model").exists())
     from .cli import TqdmProgress  # the CLI's progress bar
 
     results, stages = [], []
@@ -272,22 +266,29 @@ def sample_texts(gen, recipe: Recipe) -> list[dict]:
     return samples
 
 
+def recipe_config(recipe: Recipe, data: Path, out: Path, *, max_steps: int, words: Path,
+                  epochs: float | None = None, resume: bool = False):
+    """The first stage's TrainConfig of `recipe` (what the card describes)."""
+    from .training import TrainConfig
+
+    return TrainConfig(data=str(data), out=str(out), base="scratch", config=recipe.preset, method="full",
+                       epochs=epochs or recipe.epochs, max_steps=max_steps, batch_size=recipe.batch_size,
+                       max_length=recipe.max_length, lr=recipe.lr, eval_ratio=recipe.eval_ratio, seed=recipe.seed,
+                       samples=2, pack=recipe.pack,
+                       eval_steps=max(max_steps // 5, 1) if recipe.pack and max_steps else recipe.eval_steps,
+                       resume=resume, insert_keywords=recipe.insert_keywords, insert_from=recipe.insert_from,
+                       insert_words=str(words) if recipe.insert_from == "words" else "")
+
+
 def rewrite_card(language: str, folder: Path) -> None:
     """The card of a published model again, from its builtin_metrics.json and fresh samples
     (the recipe as it stands; the figures as they were measured). Keeps a quality section."""
     from textgen import Generator
 
-    from .training import TrainConfig
-
     recipe = RECIPES[language]
     metrics = json.loads((folder / "builtin_metrics.json").read_text(encoding="utf-8"))
-    plan = {"max_steps": metrics["steps"]} if recipe.pack else {}
-    config = TrainConfig(data="corpus.csv", out="model", base="scratch", config=recipe.preset, method="full",
-                         epochs=recipe.epochs, max_steps=plan.get("max_steps", recipe.max_steps),
-                         batch_size=recipe.batch_size, max_length=recipe.max_length, lr=recipe.lr,
-                         eval_ratio=recipe.eval_ratio, seed=recipe.seed, insert_keywords=recipe.insert_keywords,
-                         insert_from=recipe.insert_from, pack=recipe.pack,
-                         insert_words="words.txt" if recipe.insert_from == "words" else "")
+    config = recipe_config(recipe, Path("corpus.csv"), Path("model"), words=Path("words.txt"),
+                           max_steps=metrics["steps"] if recipe.pack else recipe.max_steps)
     card = folder / "README.md"
     old = card.read_text(encoding="utf-8") if card.is_file() else ""
     keep = old[old.index(QUALITY_HEADING):] if QUALITY_HEADING in old else ""
@@ -296,7 +297,7 @@ def rewrite_card(language: str, folder: Path) -> None:
         card.write_text(card.read_text(encoding="utf-8").rstrip("\n") + "\n\n" + keep, encoding="utf-8")
 
 
-QUALITY_HEADING = "## Quality on held-out text"  # benchmarks/quality.py writes it
+QUALITY_HEADING = "## Quality on held-out text (benchmarks/quality.py)"  # the section that script writes
 
 
 def _upstream_rows(recipe: Recipe, corpus_dir: Path | None, max_chars: int | None):

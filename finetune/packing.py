@@ -18,7 +18,7 @@ import random
 import torch
 from torch.utils.data import Dataset
 
-from .dataset import IGNORE_INDEX, EpochSampler, ExampleDataset
+from .dataset import EpochSampler, ExampleDataset
 
 
 class PackedDataset(Dataset):
@@ -74,9 +74,6 @@ class PackedDataset(Dataset):
     @property
     def dropped(self):
         return self.examples.dropped
-
-    def text_tokens(self) -> int:
-        return sum(label != IGNORE_INDEX for label in self._labels)
 
 
 class PackedSampler(EpochSampler):

@@ -15,7 +15,7 @@ import html
 import json
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -264,11 +264,12 @@ TEXT_SUFFIXES = (".md", ".txt")
 _MARKUP = re.compile(r"^#+\s*|^\s*[-*]\s+|\*\*|__|^```\w*$")
 
 
-def read_titled_folder(root: str | Path, *, min_chars: int = 100) -> tuple[list[Row], ReadReport]:
+def read_titled_folder(root: str | Path, *, min_chars: int = 100,
+                       max_chars: int | None = None) -> tuple[list[Row], ReadReport]:
     """One row per .md or .txt file under `root` (any depth): title = file name without its
     suffix, text = its paragraphs (Markdown headings and emphasis marks removed). A file that
     repeats its title as a first heading has it removed; files under `min_chars` are dropped
-    (a table of contents, an empty file)."""
+    (a table of contents, an empty file); max_chars: stop once this much text is read."""
     root = Path(root)
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
     if not files:
@@ -291,6 +292,8 @@ def read_titled_folder(root: str | Path, *, min_chars: int = 100) -> tuple[list[
             report.dropped[f"files under {min_chars} characters"] += 1
             continue
         rows.append(report.keep(Row(title, "", text)))
+        if max_chars is not None and report.characters >= max_chars:
+            break
     return rows, report
 
 
@@ -299,7 +302,7 @@ class Corpus:
     """An upstream corpus: its reader, and what a model card says of it."""
 
     language: str
-    reader: str  # name of the reader function in this module
+    reader: Callable[..., tuple[list[Row], ReadReport]]
     origin: str
     licence: str
     description: str
@@ -307,17 +310,17 @@ class Corpus:
 
 CORPORA = {
     "chinese-poetry": Corpus(
-        "zh", "read_chinese_poetry", "github.com/chinese-poetry/chinese-poetry (simplified edition)",
+        "zh", read_chinese_poetry, "github.com/chinese-poetry/chinese-poetry (simplified edition)",
         "MIT (the collection); the poems are public domain",
         "绝句 and 律诗 (4 or 8 lines of 5 or 7 characters) of 全唐诗 and 宋诗, one row per poem (title → poem, "
         "one couplet per line), Tang first; keywords: up to 4 of the poem's common nouns (`PoemKeywords`)."),
     "wikiextractor": Corpus(
-        "en", "read_wikiextractor", "English Wikipedia (WikiExtractor output)",
+        "en", read_wikiextractor, "English Wikipedia (WikiExtractor output)",
         "CC BY-SA 3.0; text by Wikipedia contributors (https://en.wikipedia.org), used under that licence",
         "Wikipedia articles, one row per section (the lead under the article's title, later sections as "
         "\"Article: Section\"), long sections cut between paragraphs; keywords extracted from each row."),
     "titled-folder": Corpus(
-        "zh", "read_titled_folder", "a folder of text files, title = file name", "the files' own",
+        "zh", read_titled_folder, "a folder of text files, title = file name", "the files' own",
         "One row per file."),
 }
 
@@ -328,20 +331,7 @@ def read_corpus(name: str, root: str | Path, *, max_chars: int | None = None) ->
         raise ValueError(f"corpus: unknown {name!r}; known: {', '.join(CORPORA)}")
     if not Path(root).is_dir():
         raise CorpusLayoutError(f"{root}: not a folder")
-    reader = globals()[CORPORA[name].reader]
-    if name == "titled-folder":
-        rows, report = reader(root)
-        return (rows[:_count_within(rows, max_chars)] if max_chars else rows), report
-    return reader(root, max_chars=max_chars)
-
-
-def _count_within(rows: list[Row], max_chars: int) -> int:
-    total = 0
-    for i, row in enumerate(rows):
-        total += len(row.text)
-        if total >= max_chars:
-            return i + 1
-    return len(rows)
+    return CORPORA[name].reader(root, max_chars=max_chars)
 
 
 def main(argv: list[str] | None = None) -> int:

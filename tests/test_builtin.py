@@ -81,7 +81,7 @@ def test_cli_quickstart_on_builtin_model():
     assert obj["model"] == "textgen-zh" and CJK.search(obj["candidates"][0]["text"])
 
 
-@pytest.mark.parametrize("flag", ["--corpus", "--words", "--stage1"])
+@pytest.mark.parametrize("flag", ["--corpus", "--words", "--stage1", "--corpus-dir"])
 def test_rebuild_refuses_a_missing_input_naming_the_flag(tmp_path, flag, capsys):
     from finetune.builtin import main
 

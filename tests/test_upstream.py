@@ -149,6 +149,11 @@ def test_titled_folder_reader_one_row_per_file(tmp_path):
     rows, report = read_titled_folder(tmp_path / "luxun")
     assert [(r.title, r.text) for r in rows] == [("秋夜", f"{body}\n完")]
     assert report.files == 3 and report.dropped == {"files under 100 characters": 1, "files that are not UTF-8": 1}
+    more = book / "彷徨"
+    more.mkdir()
+    (more / "祝福.md").write_text(body, encoding="utf-8")
+    rows, _ = read_corpus("titled-folder", tmp_path / "luxun", max_chars=10)
+    assert len(rows) == 1  # stops at the first file that reaches max_chars
     with pytest.raises(CorpusLayoutError, match="not a folder"):
         read_corpus("titled-folder", tmp_path / "gone")
     with pytest.raises(ValueError, match="corpus: unknown 'gutenberg'"):
@@ -191,6 +196,8 @@ def test_packed_blocks_have_one_length_keep_every_eos_and_follow_the_epoch(tiny_
     assert sorted(sampler) == list(range(len(packed)))
     batch = Collator(ids["pad"])([packed[0], packed[1]])
     assert set(batch) == {"input_ids", "labels"} and tuple(batch["input_ids"].shape) == (2, 64)
+    with pytest.raises(ValueError, match="block: must be at least 2 tokens, got 1"):
+        PackedDataset(examples, block=1)
     padded = Collator(ids["pad"])([{"input_ids": [1, 2], "labels": [1, 2]}, {"input_ids": [1], "labels": [1]}])
     assert padded["attention_mask"].tolist() == [[1, 1], [1, 0]]
 
