@@ -52,3 +52,10 @@ def app_registry(bpe_model_dir, bert_zh_model_dir, tmp_path_factory):
 
     return ModelRegistry(tmp_path_factory.mktemp("home"), extra=[bpe_model_dir, bert_zh_model_dir],
                          builtins=False)
+
+
+def final_status(page, contains: str) -> str:
+    """The Generate status once it shows `contains`, without the elapsed-time badge gradio's
+    progress display may still draw in front of it for a moment ("0.3s")."""
+    page.wait_for_function("t => document.querySelector('#tg-status').innerText.includes(t)", arg=contains)
+    return page.locator("#tg-status").inner_text().split("\n")[-1]

@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from browser_support import NEEDS_CHROMIUM, SHOTS, TIMEOUT_MS, launch_app
+from browser_support import NEEDS_CHROMIUM, SHOTS, TIMEOUT_MS, final_status, launch_app
 from test_browser import type_into_slider
 from test_jobs import write_corpus
 
@@ -205,8 +205,7 @@ def test_a_finished_fine_tune_is_used_downloaded_and_generates(page, corpus, tmp
     assert page.locator("#tg-model input").first.input_value() == "Storm poems"
     page.locator("#tg-title textarea, #tg-title input").first.fill("Storm")
     page.locator("#tg-generate").click()
-    page.wait_for_function("document.querySelector('#tg-status').innerText.includes('seed')")
-    assert page.locator("#tg-status").inner_text().startswith("Storm poems · seed")  # its label, not "model"
+    assert final_status(page, "seed").startswith("Storm poems · seed")  # its label, not "model"
     assert page.locator("#tg-cards .tg-card").count() >= 1
     shot(page, "finetune-generate-with-it")
 
@@ -334,8 +333,7 @@ def test_my_models_are_kept_across_reloads_and_restarts_for_this_browser_only(
         assert page.locator("#tg-model input").first.input_value() == "模型A"
         page.locator("#tg-title textarea, #tg-title input").first.fill("Storm")
         page.locator("#tg-generate").click()
-        page.wait_for_function("document.querySelector('#tg-status').innerText.includes('seed')")
-        assert page.locator("#tg-status").inner_text().startswith("模型A · seed")
+        assert final_status(page, "seed").startswith("模型A · seed")
 
         other = browser.new_context(viewport={"width": 1280, "height": 900})  # another browser
         stranger = other.new_page()
