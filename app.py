@@ -585,7 +585,10 @@ class GenerateHandlers:
         value = length if isinstance(length, (int, float)) and not isinstance(length, bool) else None
         if unit != plan.language or value is None:
             value = DEFAULT_LENGTH[plan.language]
-        return (gr.update(maximum=high, value=min(value, high), label=f"Length 长度 ({plan.label})",
+        # the value is sent only when it must change: this runs after a blur or a model change,
+        # and a value typed meanwhile would otherwise be overwritten by the one read before it
+        changed = {} if value == length and value <= high else {"value": min(value, high)}
+        return (gr.update(maximum=high, **changed, label=f"Length 长度 ({plan.label})",
                           info=f"about how many {plan.unit} each text has, at most {high} here; the model "
                                f"may end sooner 每条文本大约的长度，模型可能提前结束"), plan.language,
                 gr.update(visible=plan.language == "zh"),
