@@ -290,7 +290,11 @@ class Collator:
             input_ids[i, :n] = torch.tensor(f["input_ids"])
             attention_mask[i, :n] = 1
             labels[i, :n] = torch.tensor(f["labels"])
-        if bool(attention_mask.all()):  # nothing padded (packed blocks): attention's causal fast path
+        if "position_ids" in features[0]:  # packed blocks, all one length: positions keep documents apart
+            # (Trainer turns the model's cache off, and without one transformers reads them as a mask)
+            positions = torch.tensor([f["position_ids"] for f in features], dtype=torch.long)  # (B, T)
+            return {"input_ids": input_ids, "labels": labels, "position_ids": positions}
+        if bool(attention_mask.all()):  # nothing padded: attention's causal fast path
             return {"input_ids": input_ids, "labels": labels}
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 

@@ -195,11 +195,55 @@ def test_packed_blocks_have_one_length_keep_every_eos_and_follow_the_epoch(tiny_
     assert packed[0]["input_ids"] != first and len(packed) == len(packed)  # new order and keyword draws
     assert sorted(sampler) == list(range(len(packed)))
     batch = Collator(ids["pad"])([packed[0], packed[1]])
-    assert set(batch) == {"input_ids", "labels"} and tuple(batch["input_ids"].shape) == (2, 64)
+    assert set(batch) == {"input_ids", "labels", "position_ids"} and tuple(batch["input_ids"].shape) == (2, 64)
+    # every document starts at position 0, as a generation prompt does, and so does a block
+    for i in range(len(packed)):
+        block_ids, positions = packed[i]["input_ids"], packed[i]["position_ids"]
+        assert positions[0] == 0
+        assert all((p == 0) == (t == ids["bos"]) for p, t in zip(positions[1:], block_ids[1:]))
+        assert all(b in (0, a + 1) for a, b in zip(positions, positions[1:]))
     with pytest.raises(ValueError, match="block: must be at least 2 tokens, got 1"):
         PackedDataset(examples, block=1)
     padded = Collator(ids["pad"])([{"input_ids": [1, 2], "labels": [1, 2]}, {"input_ids": [1], "labels": [1]}])
     assert padded["attention_mask"].tolist() == [[1, 1], [1, 0]]
+
+
+def test_packed_documents_are_trained_as_if_each_stood_alone(tiny_tokenizer, tmp_path):
+    """The loss the Trainer computes on a packed block equals the sum of its documents' losses,
+    each computed alone from position 0: no document sees the one before it."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel, TrainingArguments
+
+    from finetune.data import Row
+    from finetune.dataset import IGNORE_INDEX, Collator, ExampleDataset
+    from finetune.packing import PackedDataset
+    from finetune.trainer import TextgenTrainer
+    from textgen.prompt import PromptFormat, add_special_tokens, token_ids
+
+    fmt = PromptFormat()
+    add_special_tokens(tiny_tokenizer, fmt)
+    rows = [Row(f"诗{i}", ["明月"], "\n".join(JUEJU if i % 2 else LVSHI)) for i in range(6)]
+    examples = ExampleDataset(rows, tiny_tokenizer, fmt, 4096, augment=False, seed=0)
+    docs = [examples[i] for i in range(len(examples))]
+    block = sum(len(d["input_ids"]) for d in docs[:3])
+    packed = PackedDataset(examples, block=block, seed=0)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tiny_tokenizer), n_layer=2, n_embd=32, n_head=2,
+                                       n_positions=block, resid_pdrop=0, embd_pdrop=0, attn_pdrop=0,
+                                       initializer_range=0.5)).eval()  # sharp attention: a leak shows
+    trainer = TextgenTrainer(model=model, args=TrainingArguments(str(tmp_path), report_to=[], use_cpu=True))
+    batch = Collator(token_ids(tiny_tokenizer, fmt)["pad"])([packed[0]])
+    scored = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    with torch.no_grad():
+        loss = trainer.compute_loss(model, batch, num_items_in_batch=scored)
+        ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
+        starts = [i for i, p in enumerate(batch["position_ids"][0].tolist()) if p == 0] + [block]
+        alone = 0.0
+        for a, b in zip(starts, starts[1:]):
+            out = model(torch.tensor([ids[a:b]]), labels=torch.tensor([labels[a:b]]))
+            alone += float(out.loss) * sum(lab != IGNORE_INDEX for lab in labels[a + 1:b])
+    assert len(starts) >= 3
+    assert float(loss) == pytest.approx(alone / scored, rel=1e-5)
 
 
 # -- a tiny build, end to end ----------------------------------------------------------------
