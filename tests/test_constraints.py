@@ -272,14 +272,15 @@ def test_off_adds_nothing_and_output_is_unchanged(bpe_model_dir, load):
     assert build_constraints("off", tokenizer=loaded.tokenizer, keywords=["sea"], n=3, prompt_len=4,
                              max_new_tokens=20, end_ids=backend.end_ids).processors == []
     result = gen.generate("Storm", "sea, night", n=3, seed=5, max_new_tokens=20, keyword_mode="off")
-    # the same sampling done straight with transformers, bypassing textgen.constraints
+    # the same sampling loop run straight, bypassing textgen.constraints
+    from textgen.decoding import SamplingSettings, sample
+
     prompt = encode_prompt(loaded.tokenizer, loaded.fmt, "Storm", ["sea", "night"])
-    ids = torch.tensor([prompt])
     torch.manual_seed(5)
-    out = loaded.model.generate(
-        input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=0.9, top_k=30,
-        top_p=0.9, max_new_tokens=20, num_return_sequences=3, eos_token_id=backend.end_ids,
-        pad_token_id=backend.end_ids[0], logits_processor=[GeneratedRepetitionPenalty(1.2, len(prompt))])
+    with torch.inference_mode():
+        out, _ = sample(loaded.model, prompt, SamplingSettings(n=3, max_new_tokens=20, temperature=0.9, top_k=30,
+                                                               top_p=0.9), end_ids=backend.end_ids,
+                        processors=[GeneratedRepetitionPenalty(1.2, len(prompt))], int8=loaded.int8)
     direct = [gen._decode(backend, row[len(prompt):].tolist()) for row in out]
     assert [direct[c.index] for c in result] == [c.text for c in result]
 

@@ -175,3 +175,44 @@ def test_min_new_tokens_rule_keeps_its_end_ids_on_the_models_device(device):
     assert len(before) == 1 and not after
     assert before[0].eos_token_id.device.type == device
     assert before[0].eos_token_id.shape == (2,)
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 30, 1.0), (0.9, 30, 0.9), (0.7, 5, 0.5),
+                                                     (1.3, 1000, 0.95), (0.9, 3, 0.01)])
+def test_nucleus_is_the_distribution_transformers_warpers_leave(temperature, top_k, top_p):
+    """The loop draws from `nucleus` instead of running the warpers over the vocabulary: the
+    probabilities must be theirs, token for token (ties aside: random logits have none)."""
+    from textgen.decoding import nucleus
+
+    torch.manual_seed(0)
+    scores = torch.randn(4, 500) * 3
+    scores[1, :490] = float("-inf")  # fewer allowed tokens than k, as a keyword rule leaves
+    scores[2, :499] = float("-inf")  # one forced token
+    settings = SamplingSettings(n=4, max_new_tokens=1, temperature=temperature, top_k=top_k, top_p=top_p)
+    _, after = warpers(settings, [0], 1)
+    expected = scores
+    for warp in after:
+        expected = warp(torch.zeros(4, 1, dtype=torch.long), expected)
+    expected = torch.softmax(expected, dim=-1)
+    probs, ids = nucleus(scores, settings)
+    ours = torch.zeros_like(expected).scatter(1, ids, probs)
+    assert torch.allclose(ours, expected, atol=1e-6), (ours - expected).abs().max()
+    assert torch.equal(ours > 0, expected > 0)
+
+
+def test_sampling_draws_from_the_nucleus(loaded):
+    """What the loop samples follows `nucleus`: over many rows, every drawn first token is one
+    the warpers allow, and the frequencies match the probabilities."""
+    from textgen.decoding import nucleus
+
+    settings = SamplingSettings(n=2000, max_new_tokens=1, temperature=0.9, top_k=8, top_p=0.8)
+    seqs, logp = _run(loaded, settings)
+    first = seqs[:, len(_prompt(loaded))]
+    with torch.inference_mode():
+        logits = loaded.model(torch.tensor([_prompt(loaded)])).logits[:, -1].float()
+    probs, ids = nucleus(logits, settings)
+    allowed = dict(zip(ids[0].tolist(), probs[0].tolist()))
+    drawn = first.tolist()
+    assert set(drawn) <= {t for t, p in allowed.items() if p > 0}
+    for token, p in allowed.items():
+        assert abs(drawn.count(token) / len(drawn) - p) < 0.04, (token, p)

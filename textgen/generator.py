@@ -131,20 +131,24 @@ class Generator:
     model for each prompt's language when loaded as "auto"."""
 
     def __init__(self, loaded: LoadedModel | None = None, *, device: str | None = None,
-                 dtype: str | None = None) -> None:
+                 dtype: str | None = None, quantize: str | None = None) -> None:
+        from .quantize import resolve_quantize
+
+        resolve_quantize(quantize, lean=True)  # a misspelt choice is refused now, not at first use
         self._fixed = _Backend.wrap(loaded) if loaded is not None else None
-        self._device, self._dtype = device, dtype
+        self._device, self._dtype, self._quantize = device, dtype, quantize
         self._by_language: dict[str, _Backend] = {}
         self._load_lock = threading.Lock()
 
     @classmethod
     def from_pretrained(cls, source: str | Path = "auto", *, device: str | None = None,
-                        dtype: str | None = None, revision: str | None = None) -> "Generator":
+                        dtype: str | None = None, revision: str | None = None,
+                        quantize: str | None = None) -> "Generator":
         """Load "auto" (built-in model per prompt language), a built-in name, a local folder
         or a hub id. Device and dtype are chosen now ("auto": CUDA, else bf16 on capable CPUs)."""
         if source == "auto":
-            return cls(device=device, dtype=dtype)
-        return cls(load(source, device=device, dtype=dtype, revision=revision))
+            return cls(device=device, dtype=dtype, quantize=quantize)
+        return cls(load(source, device=device, dtype=dtype, revision=revision, quantize=quantize))
 
     # -- public API -------------------------------------------------------------------------
     @property
@@ -233,7 +237,7 @@ class Generator:
             if language not in self._by_language:
                 folder = builtin_for_language(language)
                 self._by_language[language] = _Backend.wrap(
-                    load(folder, device=self._device, dtype=self._dtype))
+                    load(folder, device=self._device, dtype=self._dtype, quantize=self._quantize))
             return self._by_language[language]
 
     def _prepare(self, title: str, keywords, params: GenerationParams | None,
@@ -311,7 +315,7 @@ class Generator:
         processors = [GeneratedRepetitionPenalty(p.repetition_penalty, prompt_len), *constraints.processors]
         with torch.inference_mode():
             return sample(loaded.model, req.prompt_ids, settings, end_ids=req.backend.end_ids,
-                          processors=processors, on_step=streamer, stop=stop)
+                          processors=processors, on_step=streamer, stop=stop, int8=loaded.int8)
 
     def _sample_form(self, req: _Request, *, streamer, stop: threading.Event) -> tuple[torch.Tensor, torch.Tensor]:
         from .forms import FORMS, FormProcessor
@@ -325,7 +329,7 @@ class Generator:
         processors = [GeneratedRepetitionPenalty(p.repetition_penalty, prompt_len), form]
         with torch.inference_mode():
             return sample(req.backend.loaded.model, req.prompt_ids, settings, end_ids=req.backend.end_ids,
-                          processors=processors, on_step=streamer, stop=stop)
+                          processors=processors, on_step=streamer, stop=stop, int8=req.backend.loaded.int8)
 
     def _decode(self, backend: _Backend, ids: Sequence[int]) -> str:
         return decode_text(backend.loaded.tokenizer, ids, end_ids=backend.end_ids,

@@ -32,6 +32,8 @@ class LoadedModel:
     name: str
     device: Any
     dtype: Any
+    quantize: str = "none"  # "int8": `int8` holds the model's int8 matrices for the CPU decode path
+    int8: Any = None
 
 
 def builtin_models() -> dict[str, Path]:
@@ -127,15 +129,17 @@ def _fix_bert_vocab_ids(model, tokenizer) -> None:
 
 
 def load(source: str | Path, *, device: str | None = None, dtype: str | None = None,
-         revision: str | None = None) -> LoadedModel:
-    """Load model and tokenizer safely; resolve device and dtype now."""
+         revision: str | None = None, quantize: str | None = None) -> LoadedModel:
+    """Load model and tokenizer safely; resolve device, dtype and quantization now."""
     from .device import resolve_device, resolve_dtype
+    from .quantize import resolve_quantize
 
     where, local = resolve_source(source)
     if local:
         check_local_folder(Path(where))
     dev = resolve_device(device)
     dt = resolve_dtype(dev, dtype)
+    resolve_quantize(quantize, lean=True)  # a misspelt choice is refused before the download
     model, tokenizer = _from_pretrained(where, local, dt, revision)
     try:
         fmt = PromptFormat.load(where) if local else _hub_format(where, revision)
@@ -154,7 +158,16 @@ def load(source: str | Path, *, device: str | None = None, dtype: str | None = N
         add_special_tokens(tokenizer, fmt)  # only sets pad = eos for plain models
     model.to(dev).eval()
     name = Path(where).name if local else where
-    return LoadedModel(model=model, tokenizer=tokenizer, fmt=fmt, name=name, device=dev, dtype=dt)
+    from .steppers import GPT2Stepper
+
+    quant = resolve_quantize(quantize, lean=GPT2Stepper.supports(model))
+    int8 = None
+    if quant == "int8":
+        from .quantize import Int8GPT2
+
+        int8 = Int8GPT2.from_model(model)
+    return LoadedModel(model=model, tokenizer=tokenizer, fmt=fmt, name=name, device=dev, dtype=dt,
+                       quantize=quant, int8=int8)
 
 
 def _hub_format(repo: str, revision: str | None) -> PromptFormat | None:

@@ -14,6 +14,9 @@ Two implementations with one interface (`prefill`, `step`):
   first request. The weights are the model's own tensors (nothing is copied or converted),
   and tests/test_decoding.py checks it against the transformers forward.
 
+With int8 weights (`textgen.quantize`) the lean path multiplies by fbgemm's int8 kernels
+instead and runs in fp32 around them.
+
 Both take the prompt at batch size 1 and repeat its cache for the n rows: every row starts
 from the same prompt, so there is no padding and no attention mask.
 """
@@ -59,7 +62,8 @@ class HFStepper:
 class GPT2Stepper:
     """Decode steps of a GPT2LMHeadModel in eval mode on the CPU (see the module docstring)."""
 
-    def __init__(self, model, n: int, max_len: int) -> None:
+    def __init__(self, model, n: int, max_len: int, int8=None) -> None:
+        """int8: the model's `textgen.quantize.Int8GPT2`, to multiply by int8 weights."""
         config = model.config
         t = model.transformer
         self.n, self.max_len = n, max_len
@@ -67,18 +71,21 @@ class GPT2Stepper:
         self.head_dim = self.width // self.heads
         self.eps = config.layer_norm_epsilon
         self.act = _ACTIVATIONS[config.activation_function]
-        self.wte, self.wpe = t.wte.weight, t.wpe.weight
-        self.ln_f = (t.ln_f.weight, t.ln_f.bias)
-        self.lm_head = model.lm_head.weight
+        cast = (lambda w: w.float()) if int8 is not None else (lambda w: w)  # int8 kernels work in fp32
+        self.wte, self.wpe = cast(t.wte.weight), cast(t.wpe.weight)
+        self.ln_f = (cast(t.ln_f.weight), cast(t.ln_f.bias))
+        head = model.lm_head.weight  # (V, E)
+        self.lm_head = int8.lm_head if int8 is not None else (lambda x: F.linear(x, head))
         self.blocks = []
         for i, block in enumerate(t.h):
             scale = 1.0 / math.sqrt(self.head_dim) if config.scale_attn_weights else 1.0
             if config.scale_attn_by_inverse_layer_idx:
                 scale /= float(i + 1)
             a, m = block.attn, block.mlp
-            self.blocks.append((block.ln_1.weight, block.ln_1.bias, a.c_attn.weight, a.c_attn.bias,
-                                a.c_proj.weight, a.c_proj.bias, block.ln_2.weight, block.ln_2.bias,
-                                m.c_fc.weight, m.c_fc.bias, m.c_proj.weight, m.c_proj.bias, scale))
+            matmuls = int8.blocks[i] if int8 is not None else tuple(
+                _dense(c.weight, c.bias) for c in (a.c_attn, a.c_proj, m.c_fc, m.c_proj))
+            self.blocks.append((cast(block.ln_1.weight), cast(block.ln_1.bias), *matmuls,
+                                cast(block.ln_2.weight), cast(block.ln_2.bias), scale))
         shape = (len(self.blocks), n, self.heads, max_len, self.head_dim)  # (L, n, H, T_max, D)
         self.keys = torch.empty(shape, dtype=self.wte.dtype)
         self.values = torch.empty(shape, dtype=self.wte.dtype)
@@ -112,9 +119,9 @@ class GPT2Stepper:
             raise ValueError(f"sequence of {end} tokens exceeds the cache of {self.max_len}")
         H, D, E = self.heads, self.head_dim, self.width
         x = self.wte[ids] + self.wpe[start:end]  # (rows, new, E)
-        for i, (w1, b1, w_qkv, b_qkv, w_o, b_o, w2, b2, w_fc, b_fc, w_out, b_out, scale) in enumerate(self.blocks):
+        for i, (w1, b1, qkv_proj, out_proj, fc, fc_out, w2, b2, scale) in enumerate(self.blocks):
             h = F.layer_norm(x, (E,), w1, b1, self.eps)
-            qkv = torch.addmm(b_qkv, h.reshape(-1, E), w_qkv).view(rows, new, 3, H, D)
+            qkv = qkv_proj(h.reshape(-1, E)).view(rows, new, 3, H, D)
             q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (rows, H, new, D)
             # a prompt (one row) is written into every row's cache
             self.keys[i, :, :, start:end] = k
@@ -123,17 +130,23 @@ class GPT2Stepper:
             # causal within the prompt; a single new token sees everything before it
             att = F.scaled_dot_product_attention(q, keys, values, is_causal=new > 1, scale=scale)
             att = att.transpose(1, 2).reshape(-1, E)
-            x = x + torch.addmm(b_o, att, w_o).view(rows, new, E)
+            x = x + out_proj(att).view(rows, new, E)
             h = F.layer_norm(x, (E,), w2, b2, self.eps).reshape(-1, E)
-            h = self.act(torch.addmm(b_fc, h, w_fc))
-            x = x + torch.addmm(b_out, h, w_out).view(rows, new, E)
+            h = self.act(fc(h))
+            x = x + fc_out(h).view(rows, new, E)
         self.length = end
         last = F.layer_norm(x[:, -1], (E,), *self.ln_f, self.eps)  # (rows, E)
-        return F.linear(last, self.lm_head).float()
+        return self.lm_head(last).float()
 
 
-def stepper_for(model, n: int, max_len: int) -> HFStepper | GPT2Stepper:
-    """The fast GPT-2 path where it applies, else the model's own forward."""
+def _dense(weight: torch.Tensor, bias: torch.Tensor):
+    """x (rows, in) → x @ weight + bias, weight in Conv1D's (in, out) layout."""
+    return lambda x: torch.addmm(bias, x, weight)
+
+
+def stepper_for(model, n: int, max_len: int, int8=None) -> HFStepper | GPT2Stepper:
+    """The fast GPT-2 path where it applies (with int8 weights when given), else the model's own
+    forward."""
     if GPT2Stepper.supports(model):
-        return GPT2Stepper(model, n, max_len)
+        return GPT2Stepper(model, n, max_len, int8)
     return HFStepper(model, n)
