@@ -8,6 +8,14 @@ from textgen.quantize import int8_available
 pytestmark = pytest.mark.skipif(not int8_available(), reason="this PyTorch build has no fbgemm kernels")
 
 
+@pytest.fixture(autouse=True)
+def every_matrix_int8(monkeypatch):
+    """The tiny test models' matrices are all below the size where int8 starts to pay."""
+    from textgen import quantize
+
+    monkeypatch.setattr(quantize, "INT8_MIN_WEIGHTS", 0)
+
+
 def _trained_like(folder, tmp_path):
     """The tiny test model with weights scaled up, so that its logits are far from uniform and
     an int8 error would show in the ranking (random small weights rank almost anything first)."""
@@ -46,6 +54,21 @@ def test_int8_steps_follow_the_fp32_steps(bpe_model_dir, tmp_path):
     assert float((ref.argmax(-1) == quant.argmax(-1)).float().mean()) >= 0.9
     assert float((ref - quant).abs().max()) < 0.05 * float(ref.abs().max())
     assert not torch.equal(ref, quant)  # int8 really ran
+
+
+def test_small_matrices_stay_fp32(bpe_model_dir, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    from textgen import quantize
+    from textgen.loading import load
+
+    model = AutoModelForCausalLM.from_pretrained(bpe_model_dir, use_safetensors=True)
+    assert quantize.Int8GPT2.from_model(model).matrices == 4 * model.config.n_layer + 1
+    head = model.lm_head.weight.numel()  # the biggest matrix of this model
+    only_head = quantize.Int8GPT2.from_model(model, min_weights=head)
+    assert only_head.matrices == 1 and only_head.lm_head is not None
+    monkeypatch.setattr(quantize, "INT8_MIN_WEIGHTS", 10**12)
+    assert load(bpe_model_dir).quantize == "none"  # nothing would gain: the model stays as it was
 
 
 def test_quantize_choices_and_refusals(bpe_model_dir):

@@ -80,9 +80,68 @@ def warpers(settings: SamplingSettings, end_ids: Sequence[int], prompt_len: int,
     return before, after
 
 
+class Rows:
+    """One request's n rows while they are sampled: its rules, its random numbers, its tokens.
+
+    `choose(logits)` turns the model's next-token logits (n, V) into the next tokens and
+    reports whether the request goes on; the forward steps are someone else's (`sample`
+    below for one request, `textgen.batching` for many at once), so a request samples the
+    same way alone and in a shared batch."""
+
+    def __init__(self, prompt_ids: Sequence[int], settings: SamplingSettings, *, end_ids: Sequence[int],
+                 processors: Sequence[Callable] = (), on_step: Callable[[list[int]], None] | None = None,
+                 stop: threading.Event | None = None, generator: torch.Generator | None = None,
+                 device="cpu") -> None:
+        self.settings, self.on_step, self.stop, self.generator = settings, on_step, stop, generator
+        self.prompt_len = len(prompt_ids)
+        self.fill = int(end_ids[0])
+        self.ends = torch.tensor(list(end_ids), device=device)
+        before, after = warpers(settings, end_ids, self.prompt_len, device)
+        self.fused = settings.top_k > 0
+        self.chain = [*before, *processors] if self.fused else [*before, *processors, *after]
+        self.deadline = time.monotonic() + settings.max_seconds if settings.max_seconds else None
+        prompt = torch.tensor([list(prompt_ids)], dtype=torch.long, device=device)  # (1, P)
+        self.input_ids = prompt.repeat(settings.n, 1)  # (n, P)
+        self.unfinished = torch.ones(settings.n, dtype=torch.bool, device=device)  # (n,)
+        self.picked: list[torch.Tensor] = []  # one (n,) tensor of log-probs per step
+
+    @property
+    def prompt(self) -> torch.Tensor:
+        return self.input_ids[:1, :self.prompt_len]  # (1, P)
+
+    def choose(self, logits: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """logits (n, V) → (tokens (n,), whether another step is wanted)."""
+        log_probs = torch.log_softmax(logits, dim=-1)
+        scores = logits
+        for proc in self.chain:
+            scores = proc(self.input_ids, scores)
+        if self.fused:
+            probs, ids = nucleus(scores, self.settings)
+            token = ids.gather(1, torch.multinomial(probs, 1, generator=self.generator)).squeeze(1)  # (n,)
+        else:
+            token = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=self.generator).squeeze(1)
+        token = torch.where(self.unfinished, token, self.fill)
+        self.picked.append(log_probs.gather(1, token[:, None]).squeeze(1))
+        self.input_ids = torch.cat([self.input_ids, token[:, None]], dim=1)
+        if self.on_step is not None:
+            self.on_step(token.tolist())
+        self.unfinished &= (token[:, None] != self.ends).all(dim=1)
+        more = (bool(self.unfinished.any()) and not (self.stop is not None and self.stop.is_set())
+                and not (self.deadline is not None and time.monotonic() > self.deadline)
+                and len(self.picked) < self.settings.max_new_tokens)  # no forward for a token never sampled
+        return token, more
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sequences (n, P + T) with the prompt, log-probabilities (n, T) of the sampled tokens)."""
+        n = self.settings.n
+        log_probs = torch.stack(self.picked, dim=1) if self.picked else torch.zeros(n, 0, device=self.ends.device)
+        return self.input_ids, log_probs
+
+
 def sample(model, prompt_ids: Sequence[int], settings: SamplingSettings, *, end_ids: Sequence[int],
            processors: Sequence[Callable] = (), on_step: Callable[[list[int]], None] | None = None,
-           stop: threading.Event | None = None, int8=None) -> tuple[torch.Tensor, torch.Tensor]:
+           stop: threading.Event | None = None, int8=None,
+           generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample `settings.n` continuations of `prompt_ids` in one batch.
 
     processors: called as ``p(input_ids (n, T), scores (n, V)) -> scores`` between the
@@ -90,46 +149,19 @@ def sample(model, prompt_ids: Sequence[int], settings: SamplingSettings, *, end_
     on_step: receives each step's new token per row (a finished row repeats `end_ids[0]`).
     stop: when set, sampling ends after the current step.
     int8: the model's int8 matrices (`textgen.quantize.Int8GPT2`), for the lean CPU path.
+    generator: the random numbers to draw with (torch's global ones when None).
 
     Returns (sequences (n, P + T) with the prompt, log-probabilities (n, T) of the sampled
     tokens under the model's own distribution, before any processor or warper).
     """
-    device = model.device
-    prompt_len = len(prompt_ids)
-    fill = int(end_ids[0])
-    ends = torch.tensor(list(end_ids), device=device)
-    before, after = warpers(settings, end_ids, prompt_len, device)
-    fused = settings.top_k > 0
-    chain = [*before, *processors] if fused else [*before, *processors, *after]
-    deadline = time.monotonic() + settings.max_seconds if settings.max_seconds else None
-
-    prompt = torch.tensor([list(prompt_ids)], dtype=torch.long, device=device)  # (1, P)
-    input_ids = prompt.repeat(settings.n, 1)  # (n, P)
-    stepper = stepper_for(model, settings.n, prompt_len + settings.max_new_tokens, int8)
-    logits = stepper.prefill(prompt)  # (n, V)
-    unfinished = torch.ones(settings.n, dtype=torch.bool, device=device)  # (n,)
-    picked: list[torch.Tensor] = []  # one (n,) tensor of log-probs per step
-    for step in range(settings.max_new_tokens):
-        log_probs = torch.log_softmax(logits, dim=-1)
-        scores = logits
-        for proc in chain:
-            scores = proc(input_ids, scores)
-        if fused:
-            probs, ids = nucleus(scores, settings)
-            token = ids.gather(1, torch.multinomial(probs, num_samples=1)).squeeze(1)  # (n,)
-        else:
-            token = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)  # (n,)
-        token = torch.where(unfinished, token, fill)
-        picked.append(log_probs.gather(1, token[:, None]).squeeze(1))
-        input_ids = torch.cat([input_ids, token[:, None]], dim=1)
-        if on_step is not None:
-            on_step(token.tolist())
-        unfinished &= (token[:, None] != ends).all(dim=1)
-        if not bool(unfinished.any()) or (stop is not None and stop.is_set()):
-            break
-        if deadline is not None and time.monotonic() > deadline:
-            break
-        if step + 1 < settings.max_new_tokens:  # no forward for a token that will not be sampled
-            logits = stepper.step(token)
-    log_probs = torch.stack(picked, dim=1) if picked else torch.zeros(settings.n, 0, device=device)
-    return input_ids, log_probs
+    rows = Rows(prompt_ids, settings, end_ids=end_ids, processors=processors, on_step=on_step, stop=stop,
+                generator=generator, device=model.device)
+    if settings.max_new_tokens <= 0:
+        return rows.result()
+    stepper = stepper_for(model, settings.n, len(prompt_ids) + settings.max_new_tokens, int8)
+    logits = stepper.prefill(rows.prompt)  # (n, V)
+    while True:
+        token, more = rows.choose(logits)
+        if not more:
+            return rows.result()
+        logits = stepper.step(token)

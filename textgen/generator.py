@@ -29,9 +29,6 @@ from .prompt import check_title, encode_prompt, token_ids
 from .decoding import SamplingSettings, sample
 from .sampling import GeneratedRepetitionPenalty
 
-# torch's sampling RNG is process-wide: one generation at a time keeps a seed's
-# output reproducible when several threads (web users) generate at once.
-_RNG_LOCK = threading.Lock()
 _STREAM_POLL_S = 0.5
 
 
@@ -126,6 +123,12 @@ class _Request:
     stop: threading.Event = field(default_factory=threading.Event)
 
 
+def _random(loaded: LoadedModel, seed: int) -> torch.Generator:
+    """A request's own random numbers: a seed gives the same texts whatever else runs at once
+    (torch's global generator is shared by every thread)."""
+    return torch.Generator(device=loaded.model.device).manual_seed(seed)
+
+
 class Generator:
     """Generates texts from a title and keywords with one model, or with the built-in
     model for each prompt's language when loaded as "auto"."""
@@ -178,9 +181,7 @@ class Generator:
         req = self._prepare(title, keywords, params, overrides)
         if stop is not None:
             req.stop = stop
-        with _RNG_LOCK:
-            torch.manual_seed(req.seed)
-            sequences = self._sample(req, streamer=None, stop=req.stop)
+        sequences = self._sample(req, streamer=None, stop=req.stop)
         return self._finish(req, sequences, stopped=req.stop.is_set())
 
     def stream(self, title: str = "", keywords: str | Sequence[str] | None = None,
@@ -196,9 +197,7 @@ class Generator:
 
         def work() -> None:
             try:
-                with _RNG_LOCK:
-                    torch.manual_seed(req.seed)
-                    outcome["sequences"] = self._sample(req, streamer=tokens.put, stop=stop)
+                outcome["sequences"] = self._sample(req, streamer=tokens.put, stop=stop)
             except BaseException as exc:  # handed to the consumer, which re-raises it
                 outcome["error"] = exc
             finally:
@@ -315,7 +314,8 @@ class Generator:
         processors = [GeneratedRepetitionPenalty(p.repetition_penalty, prompt_len), *constraints.processors]
         with torch.inference_mode():
             return sample(loaded.model, req.prompt_ids, settings, end_ids=req.backend.end_ids,
-                          processors=processors, on_step=streamer, stop=stop, int8=loaded.int8)
+                          processors=processors, on_step=streamer, stop=stop, int8=loaded.int8,
+                          generator=_random(loaded, req.seed))
 
     def _sample_form(self, req: _Request, *, streamer, stop: threading.Event) -> tuple[torch.Tensor, torch.Tensor]:
         from .forms import FORMS, FormProcessor
@@ -329,7 +329,8 @@ class Generator:
         processors = [GeneratedRepetitionPenalty(p.repetition_penalty, prompt_len), form]
         with torch.inference_mode():
             return sample(req.backend.loaded.model, req.prompt_ids, settings, end_ids=req.backend.end_ids,
-                          processors=processors, on_step=streamer, stop=stop, int8=req.backend.loaded.int8)
+                          processors=processors, on_step=streamer, stop=stop, int8=req.backend.loaded.int8,
+                          generator=_random(req.backend.loaded, req.seed))
 
     def _decode(self, backend: _Backend, ids: Sequence[int]) -> str:
         return decode_text(backend.loaded.tokenizer, ids, end_ids=backend.end_ids,

@@ -131,6 +131,8 @@ def _fix_bert_vocab_ids(model, tokenizer) -> None:
 def load(source: str | Path, *, device: str | None = None, dtype: str | None = None,
          revision: str | None = None, quantize: str | None = None) -> LoadedModel:
     """Load model and tokenizer safely; resolve device, dtype and quantization now."""
+    import torch
+
     from .device import resolve_device, resolve_dtype
     from .quantize import resolve_quantize
 
@@ -166,6 +168,11 @@ def load(source: str | Path, *, device: str | None = None, dtype: str | None = N
         from .quantize import Int8GPT2
 
         int8 = Int8GPT2.from_model(model)
+        if not int8.matrices:  # every matrix too small to gain
+            quant, int8 = "none", None
+        elif dt != torch.float32:  # the int8 kernels read and return fp32; the small matrices stay fp32
+            model.float()
+            dt = torch.float32
     return LoadedModel(model=model, tokenizer=tokenizer, fmt=fmt, name=name, device=dev, dtype=dt,
                        quantize=quant, int8=int8)
 

@@ -59,22 +59,38 @@ class Int8Linear:
         return torch.ops.quantized.linear_dynamic(x, self.packed, True)
 
 
+# Below this many weights a matrix stays fp32: quantizing the activations costs each int8 call
+# a fixed ~30 µs, more than a small fp32 matrix (already in the CPU's cache) takes in all
+# (benchmarks/README.md, "int8 per matrix size").
+INT8_MIN_WEIGHTS = 1 << 20
+
+
 @dataclass
 class Int8GPT2:
-    """The int8 matrices of one GPT2LMHeadModel: four per block, and the output layer."""
+    """The int8 matrices of one GPT2LMHeadModel (four per block, and the output layer); None
+    where a matrix is too small to gain."""
 
-    blocks: list[tuple[Int8Linear, Int8Linear, Int8Linear, Int8Linear]]
-    lm_head: Int8Linear
+    blocks: list[tuple[Int8Linear | None, ...]]
+    lm_head: Int8Linear | None
 
     @classmethod
-    def from_model(cls, model) -> "Int8GPT2":
+    def from_model(cls, model, min_weights: int | None = None) -> "Int8GPT2":
+        least = INT8_MIN_WEIGHTS if min_weights is None else min_weights
+
+        def pick(weight, bias):
+            return Int8Linear.from_weight(weight, bias) if weight.numel() >= least else None
+
         blocks = []
         for block in model.transformer.h:
             a, m = block.attn, block.mlp
             # GPT-2's Conv1D keeps its weight as (in, out): the transpose is the Linear layout
-            blocks.append(tuple(Int8Linear.from_weight(c.weight.t(), c.bias)
-                                for c in (a.c_attn, a.c_proj, m.c_fc, m.c_proj)))
-        return cls(blocks, Int8Linear.from_weight(model.lm_head.weight, None))
+            blocks.append(tuple(pick(c.weight.t(), c.bias) for c in (a.c_attn, a.c_proj, m.c_fc, m.c_proj)))
+        return cls(blocks, pick(model.lm_head.weight, None))
+
+    @property
+    def matrices(self) -> int:
+        """How many matrices are int8."""
+        return sum(x is not None for b in self.blocks for x in b) + (self.lm_head is not None)
 
 
 def resolve_quantize(quantize: str | None, *, lean: bool) -> str:

@@ -71,21 +71,23 @@ class GPT2Stepper:
         self.head_dim = self.width // self.heads
         self.eps = config.layer_norm_epsilon
         self.act = _ACTIVATIONS[config.activation_function]
-        cast = (lambda w: w.float()) if int8 is not None else (lambda w: w)  # int8 kernels work in fp32
-        self.wte, self.wpe = cast(t.wte.weight), cast(t.wpe.weight)
-        self.ln_f = (cast(t.ln_f.weight), cast(t.ln_f.bias))
+        if int8 is not None and t.wte.weight.dtype != torch.float32:
+            raise ValueError("int8 weights go with an fp32 model (the kernels return fp32)")
+        self.wte, self.wpe = t.wte.weight, t.wpe.weight
+        self.ln_f = (t.ln_f.weight, t.ln_f.bias)
         head = model.lm_head.weight  # (V, E)
-        self.lm_head = int8.lm_head if int8 is not None else (lambda x: F.linear(x, head))
+        self.lm_head = (int8.lm_head if int8 is not None else None) or (lambda x: F.linear(x, head))
         self.blocks = []
         for i, block in enumerate(t.h):
             scale = 1.0 / math.sqrt(self.head_dim) if config.scale_attn_weights else 1.0
             if config.scale_attn_by_inverse_layer_idx:
                 scale /= float(i + 1)
             a, m = block.attn, block.mlp
-            matmuls = int8.blocks[i] if int8 is not None else tuple(
-                _dense(c.weight, c.bias) for c in (a.c_attn, a.c_proj, m.c_fc, m.c_proj))
-            self.blocks.append((cast(block.ln_1.weight), cast(block.ln_1.bias), *matmuls,
-                                cast(block.ln_2.weight), cast(block.ln_2.bias), scale))
+            quantized = int8.blocks[i] if int8 is not None else (None,) * 4
+            matmuls = tuple(q or _dense(c.weight, c.bias)
+                            for q, c in zip(quantized, (a.c_attn, a.c_proj, m.c_fc, m.c_proj)))
+            self.blocks.append((block.ln_1.weight, block.ln_1.bias, *matmuls, block.ln_2.weight, block.ln_2.bias,
+                                scale))
         shape = (len(self.blocks), n, self.heads, max_len, self.head_dim)  # (L, n, H, T_max, D)
         self.keys = torch.empty(shape, dtype=self.wte.dtype)
         self.values = torch.empty(shape, dtype=self.wte.dtype)
