@@ -13,7 +13,7 @@ Environment (gradio reads GRADIO_SERVER_NAME / GRADIO_SERVER_PORT itself):
   TEXTGEN_HOME          data folder (default ./runs, or /data/textgen where /data exists)
   TEXTGEN_EXTRA_MODELS  local model folders to offer, separated by ":" (tests, private models)
   TEXTGEN_QUEUE_SIZE    requests that may wait for a generation slot (default 16); more get "busy"
-  TEXTGEN_CONCURRENCY   generations that run at once (default 1)
+  TEXTGEN_CONCURRENCY   generations that run at once, sharing one batch per model (default 8)
   TEXTGEN_MAX_REQUEST_TOKENS  n × max_new_tokens allowed per request (default 2048)
   TEXTGEN_MAX_SECONDS   wall time of one generation (default 60); the texts so far are kept
   TEXTGEN_BEHIND_PROXY  1: take the client's address from X-Forwarded-For (set on Spaces)
@@ -56,7 +56,7 @@ except ImportError:
 log = logging.getLogger("textgen.app")
 
 QUEUE_SIZE = 16
-CONCURRENCY = 1  # textgen samples one request at a time anyway (seeded RNG lock)
+CONCURRENCY = 8  # requests of one model share a batched decode loop (textgen.batching)
 # Events gradio runs at once, and how many more may queue for that: every generation event
 # enters its handler (FairSlots answers "busy"), so gradio's own limits only guard bursts of
 # connections and should answer 503 "Queue is full" only beyond those.

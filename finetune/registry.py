@@ -91,10 +91,14 @@ class ModelEntry:
         return self.owner is None or self.owner == owner
 
 
+BATCH_ROWS = 64  # rows one model's shared decode loop runs at once (requests × their n)
+
+
 def _load_generator(entry: ModelEntry):
     from textgen import Generator
 
-    return Generator.from_pretrained(entry.source, revision=entry.revision)
+    # the app's concurrent requests of one model share one batched decode loop
+    return Generator.from_pretrained(entry.source, revision=entry.revision, batch_rows=BATCH_ROWS)
 
 
 def _slug(text: str) -> str:

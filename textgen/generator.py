@@ -26,7 +26,9 @@ from .length import LengthPlan, LengthPlanner
 from .loading import LoadedModel, builtin_for_language, load
 from .params import GenerationParams, param_specs
 from .prompt import check_title, encode_prompt, token_ids
-from .decoding import SamplingSettings, sample
+from .batching import DecodeLoop
+from .decoding import Rows, SamplingSettings, sample
+from .steppers import GPT2Stepper
 from .sampling import GeneratedRepetitionPenalty
 
 _STREAM_POLL_S = 0.5
@@ -88,6 +90,7 @@ class _Backend:
     end_ids: list[int] = field(default_factory=list)
     lengths: LengthPlanner | None = None
     form_vocab: Any = None  # textgen.forms.FormVocab, built at the first poem form
+    loop: Any = None  # textgen.batching.DecodeLoop, when requests share one batch
 
     def __post_init__(self) -> None:
         if self.lengths is None:
@@ -134,11 +137,14 @@ class Generator:
     model for each prompt's language when loaded as "auto"."""
 
     def __init__(self, loaded: LoadedModel | None = None, *, device: str | None = None,
-                 dtype: str | None = None, quantize: str | None = None) -> None:
+                 dtype: str | None = None, quantize: str | None = None, batch_rows: int = 0) -> None:
+        """batch_rows > 0: requests from several threads run in one shared decode loop of that
+        many rows (`textgen.batching`), where the model allows (GPT-2 on the CPU)."""
         from .quantize import resolve_quantize
 
         resolve_quantize(quantize, lean=True)  # a misspelt choice is refused now, not at first use
-        self._fixed = _Backend.wrap(loaded) if loaded is not None else None
+        self._batch_rows = batch_rows
+        self._fixed = self._wrap(loaded) if loaded is not None else None
         self._device, self._dtype, self._quantize = device, dtype, quantize
         self._by_language: dict[str, _Backend] = {}
         self._load_lock = threading.Lock()
@@ -146,12 +152,13 @@ class Generator:
     @classmethod
     def from_pretrained(cls, source: str | Path = "auto", *, device: str | None = None,
                         dtype: str | None = None, revision: str | None = None,
-                        quantize: str | None = None) -> "Generator":
+                        quantize: str | None = None, batch_rows: int = 0) -> "Generator":
         """Load "auto" (built-in model per prompt language), a built-in name, a local folder
         or a hub id. Device and dtype are chosen now ("auto": CUDA, else bf16 on capable CPUs)."""
         if source == "auto":
-            return cls(device=device, dtype=dtype, quantize=quantize)
-        return cls(load(source, device=device, dtype=dtype, revision=revision, quantize=quantize))
+            return cls(device=device, dtype=dtype, quantize=quantize, batch_rows=batch_rows)
+        return cls(load(source, device=device, dtype=dtype, revision=revision, quantize=quantize),
+                   batch_rows=batch_rows)
 
     # -- public API -------------------------------------------------------------------------
     @property
@@ -235,7 +242,7 @@ class Generator:
         with self._load_lock:
             if language not in self._by_language:
                 folder = builtin_for_language(language)
-                self._by_language[language] = _Backend.wrap(
+                self._by_language[language] = self._wrap(
                     load(folder, device=self._device, dtype=self._dtype, quantize=self._quantize))
             return self._by_language[language]
 
@@ -312,10 +319,7 @@ class Generator:
             # transformers' own knob, honoured as generate() did (the benchmarks pin lengths with it)
             min_new_tokens=int(getattr(loaded.model.generation_config, "min_new_tokens", None) or 0))
         processors = [GeneratedRepetitionPenalty(p.repetition_penalty, prompt_len), *constraints.processors]
-        with torch.inference_mode():
-            return sample(loaded.model, req.prompt_ids, settings, end_ids=req.backend.end_ids,
-                          processors=processors, on_step=streamer, stop=stop, int8=loaded.int8,
-                          generator=_random(loaded, req.seed))
+        return self._run(req, settings, processors, streamer=streamer, stop=stop)
 
     def _sample_form(self, req: _Request, *, streamer, stop: threading.Event) -> tuple[torch.Tensor, torch.Tensor]:
         from .forms import FORMS, FormProcessor
@@ -327,10 +331,27 @@ class Generator:
         settings = SamplingSettings(n=p.n, max_new_tokens=p.max_new_tokens, temperature=p.temperature,
                                     top_k=p.top_k, top_p=p.top_p, max_seconds=p.max_seconds)
         processors = [GeneratedRepetitionPenalty(p.repetition_penalty, prompt_len), form]
+        return self._run(req, settings, processors, streamer=streamer, stop=stop)
+
+    def _wrap(self, loaded: LoadedModel) -> _Backend:
+        backend = _Backend.wrap(loaded)
+        if self._batch_rows > 0 and GPT2Stepper.supports(loaded.model):
+            backend.loop = DecodeLoop(loaded.model, loaded.int8, rows=self._batch_rows, context=backend.context)
+        return backend
+
+    def _run(self, req: _Request, settings: SamplingSettings, processors: list, *, streamer,
+             stop: threading.Event) -> tuple[torch.Tensor, torch.Tensor]:
+        """The request's rows sampled alone, or in the shared loop with other requests."""
+        loaded = req.backend.loaded
+        generator = _random(loaded, req.seed)
+        if req.backend.loop is not None:
+            rows = Rows(req.prompt_ids, settings, end_ids=req.backend.end_ids, processors=processors,
+                        on_step=streamer, stop=stop, generator=generator, device=loaded.model.device)
+            return req.backend.loop.run(rows)
         with torch.inference_mode():
-            return sample(req.backend.loaded.model, req.prompt_ids, settings, end_ids=req.backend.end_ids,
-                          processors=processors, on_step=streamer, stop=stop, int8=req.backend.loaded.int8,
-                          generator=_random(req.backend.loaded, req.seed))
+            return sample(loaded.model, req.prompt_ids, settings, end_ids=req.backend.end_ids,
+                          processors=processors, on_step=streamer, stop=stop, int8=loaded.int8,
+                          generator=generator)
 
     def _decode(self, backend: _Backend, ids: Sequence[int]) -> str:
         return decode_text(backend.loaded.tokenizer, ids, end_ids=backend.end_ids,

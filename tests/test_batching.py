@@ -1,0 +1,176 @@
+"""Continuous batching (textgen.batching) on a real tiny GPT-2: the slot steps equal the plain
+steps, and a request samples the same texts alone and among seven others."""
+import threading
+
+import pytest
+import torch
+
+from textgen import Generator
+from textgen.batching import DecodeLoop, SlotStepper
+from textgen.decoding import Rows, SamplingSettings
+from textgen.steppers import GPT2Stepper
+
+REQUESTS = [  # (title, keywords, n, max_new_tokens, mode, seed): different lengths and rules
+    ("Storm", ["sea", "night"], 2, 24, "guaranteed", 1),
+    ("Tea", ["China"], 1, 9, "off", 2),
+    ("春夜", ["月", "花"], 3, 30, "guaranteed", 3),
+    ("Volcano", ["lava"], 1, 40, "soft", 4),
+    ("A long road home", [], 2, 5, "off", 5),
+    ("Rain", ["umbrella", "street", "cold"], 1, 28, "guaranteed", 6),
+    ("故乡", ["明月"], 2, 17, "off", 7),
+    ("Trains", ["station"], 1, 33, "guaranteed", 8),
+]
+
+
+@pytest.fixture(scope="module")
+def model(bpe_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(bpe_model_dir, dtype=torch.float32, use_safetensors=True).eval()
+
+
+def test_slot_steps_equal_the_plain_steps_at_any_position(model):
+    """Two requests in one slot cache, at different positions, each get the logits the plain
+    stepper gives it alone."""
+    a_prompt, b_prompt = torch.tensor([[5, 17, 9, 33, 2, 41]]), torch.tensor([[8, 3]])
+    a_tokens, b_tokens = [7, 60, 2, 9], [1, 50, 4, 4]
+    expected = {}
+    for name, prompt, tokens in (("a", a_prompt, a_tokens), ("b", b_prompt, b_tokens)):
+        plain = GPT2Stepper(model, 2, 16)
+        with torch.inference_mode():
+            out = [plain.prefill(prompt)] + [plain.step(torch.tensor([t, t])) for t in tokens[:-1]]
+        expected[name] = torch.stack(out)  # (steps, 2, V)
+    slots = SlotStepper(model, 5, 16)
+    slots.reserve(2, 4)
+    slots.reserve(4, 10)  # grown while nothing is in it yet; then grown with a request inside
+    with torch.inference_mode():
+        got_a = [slots.prefill_into(0, 2, a_prompt)]
+        slots.reserve(5, 16)
+        got_b = [slots.prefill_into(2, 2, b_prompt)]
+        for ta, tb in zip(a_tokens[:-1], b_tokens[:-1]):
+            logits = slots.step_rows(torch.tensor([ta, ta, tb, tb]))
+            got_a.append(logits[:2])
+            got_b.append(logits[2:])
+    assert torch.allclose(torch.stack(got_a), expected["a"], atol=1e-5)
+    assert torch.allclose(torch.stack(got_b), expected["b"], atol=1e-5)
+    with torch.inference_mode():
+        slots.move(2, 0, 2)  # a leaves: b moves to the front and goes on where it was
+        after = slots.step_rows(torch.tensor([b_tokens[-1]] * 2))
+        plain = GPT2Stepper(model, 2, 16)
+        plain.prefill(b_prompt)
+        for t in b_tokens:
+            last = plain.step(torch.tensor([t, t]))
+    assert torch.allclose(after, last, atol=1e-5)
+    with pytest.raises(ValueError, match="6 rows of 16 tokens exceed the cache of 5 × 16"):
+        slots.reserve(6, 16)
+
+
+def _ask(gen, request):
+    title, keywords, n, tokens, mode, seed = request
+    return gen.generate(title, keywords, n=n, seed=seed, max_new_tokens=tokens, keyword_mode=mode)
+
+
+@pytest.mark.parametrize("quantize", ["none", "int8"])
+def test_eight_requests_at_once_each_get_their_own_texts(bpe_model_dir, quantize, monkeypatch):
+    from textgen import quantize as q
+
+    monkeypatch.setattr(q, "INT8_MIN_WEIGHTS", 0)  # the tiny model's matrices, all int8
+    alone_gen = Generator.from_pretrained(str(bpe_model_dir), quantize=quantize)
+    alone = [_ask(alone_gen, r) for r in REQUESTS]
+    shared = Generator.from_pretrained(str(bpe_model_dir), quantize=quantize, batch_rows=16)
+    loop = shared._fixed.loop
+    assert loop is not None
+    joined, results = [], [None] * len(REQUESTS)
+    real_admit = loop._admit
+
+    def admit(active):  # record how many requests ran together
+        out = real_admit(active)
+        joined.append(len(active))
+        return out
+
+    monkeypatch.setattr(loop, "_admit", admit)
+    barrier = threading.Barrier(len(REQUESTS))
+
+    def client(i):
+        barrier.wait()
+        results[i] = _ask(shared, REQUESTS[i])
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(REQUESTS))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert max(joined) >= 4  # they did share the batch
+    for request, mine, theirs in zip(REQUESTS, results, alone):
+        assert len(mine) == request[2]
+        if request[4] == "guaranteed":  # keyword rules never leak between requests
+            assert all(not c.missing for c in mine), (request, [c.text for c in mine])
+        if quantize == "none":  # fp32: the same texts as alone
+            assert [c.text for c in mine] == [c.text for c in theirs], request
+
+
+def test_a_stopped_request_frees_its_rows_for_a_waiting_one(model):
+    """Capacity 3: a second request of 3 rows waits until the first is stopped, then runs."""
+    loop = DecodeLoop(model, rows=3)
+    stop = threading.Event()
+    steps = []
+
+    def first_step(tokens):
+        steps.append(tokens)
+        if len(steps) == 3:
+            stop.set()
+
+    settings = SamplingSettings(n=3, max_new_tokens=200, min_new_tokens=200, top_k=20)
+    first = Rows([5, 17, 9], settings, end_ids=[0], on_step=first_step, stop=stop,
+                 generator=torch.Generator().manual_seed(0))
+    second = Rows([8, 3], SamplingSettings(n=3, max_new_tokens=6, min_new_tokens=6, top_k=20), end_ids=[0],
+                  generator=torch.Generator().manual_seed(1))
+    out = {}
+    t1 = threading.Thread(target=lambda: out.setdefault("first", loop.run(first)))
+    t1.start()
+    while not steps:
+        pass
+    t2 = threading.Thread(target=lambda: out.setdefault("second", loop.run(second)))
+    t2.start()
+    t1.join(timeout=60)
+    t2.join(timeout=60)
+    assert out["first"][0].shape[1] == 3 + 3  # stopped after its third token
+    assert out["second"][0].shape == (3, 2 + 6)
+    with pytest.raises(ValueError, match="n: at most 3 rows run at once here, got 4"):
+        loop.run(Rows([1], SamplingSettings(n=4, max_new_tokens=2), end_ids=[0]))
+
+
+def test_a_failing_request_ends_alone(model):
+    loop = DecodeLoop(model, rows=8)
+
+    def broken(input_ids, scores):
+        if input_ids.shape[1] > 6:
+            raise RuntimeError("this rule broke")
+        return scores
+
+    bad = Rows([5, 17, 9], SamplingSettings(n=1, max_new_tokens=20, min_new_tokens=20, top_k=20), end_ids=[0],
+               processors=[broken])
+    good = Rows([8, 3], SamplingSettings(n=2, max_new_tokens=30, min_new_tokens=30, top_k=20), end_ids=[0])
+    out, errors = {}, {}
+
+    def run(name, rows):
+        try:
+            out[name] = loop.run(rows)
+        except RuntimeError as exc:
+            errors[name] = str(exc)
+
+    threads = [threading.Thread(target=run, args=("bad", bad)), threading.Thread(target=run, args=("good", good))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == {"bad": "this rule broke"}
+    assert out["good"][0].shape == (2, 2 + 30)
+
+
+def test_batching_only_where_the_lean_path_runs(bpe_model_dir, model):
+    from transformers import AutoModelForCausalLM
+
+    hf = AutoModelForCausalLM.from_pretrained(bpe_model_dir, use_safetensors=True).train()
+    with pytest.raises(ValueError, match="continuous batching runs on the lean CPU path of a GPT-2 model only"):
+        DecodeLoop(hf)
