@@ -1,42 +1,57 @@
-"""Tokens/s of textgen's Generator vs a plain transformers text-generation pipeline (fp32).
+"""Tokens/s of textgen's Generator beside CTranslate2 (int8 and float32) and a plain
+transformers pipeline, on the same weights and prompt.
 
-    python -m benchmarks.generate [--tokens 64] [--repeats 5] [--skip-builtin | --builtin-only]
+    pip install -r benchmarks/requirements.txt      # ctranslate2, for its rows
+    python -m benchmarks.generate [--tokens 48] [--repeats 5] [--models gpt2-small,random-89m,builtin]
 
-For each model (a GPT-2-small-sized model with random weights, built here, and each
-built-in model) and for n=1 and n=4, it prints the median tokens/s of
-- the baseline: `pipeline("text-generation")` in fp32; at n=4, four sequential calls;
-- ours: `Generator.generate` with its load-time defaults (bf16 on CPUs with native bf16),
-  the n candidates sampled in one batched call, including the scoring pass.
-Both generate exactly --tokens new tokens (min_new_tokens pins the count), with fixed seeds,
-after a warm-up run.
+Models: a GPT-2-small-sized model (12 × 768, 50k WordPiece vocabulary from Debian's
+`wamerican` list, 124M) and an 89M one (12 × 768, 4k vocabulary), both with random weights
+built here, and each built-in model. For n=1 and n=4 it prints the median tokens/s of
+- textgen (`Generator.generate`, its load-time defaults: int8 weights where fbgemm runs,
+  scoring and bookkeeping included) in off mode and in guaranteed mode with two keywords;
+- CTranslate2's `Generator.generate_batch` with compute type int8 and float32 (the model
+  converted here; CTranslate2 has no per-step hook, so no guaranteed mode);
+- `pipeline("text-generation")` in fp32 (n=4: four calls);
+and textgen ÷ CTranslate2-int8. Every run makes exactly --tokens new tokens (minimum lengths
+pin the count), top-k 30, top-p 0.9, temperature 0.9, fixed seeds, one warm-up. Both
+libraries use the machine's threads (torch's default, CTranslate2's intra_threads=0).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.machine import cpu_kind
+
 ROOT = Path(__file__).resolve().parent.parent
+SAMPLING = dict(temperature=0.9, top_k=30, top_p=0.9)
 
 
-def build_gpt2_small(folder: Path) -> Path:
-    """GPT-2 small shape (12 layers, 768 wide, 50,257-token vocabulary), random weights.
+def _wordpiece(size: int):
+    from transformers import BertTokenizerFast
 
-    The tokenizer is a real WordPiece built from Debian's word list (no download needed),
-    sized to GPT-2's vocabulary so the output layer costs what it costs in GPT-2.
-    """
+    words_file = Path("/usr/share/dict/words")
+    if not words_file.is_file():
+        raise SystemExit("missing /usr/share/dict/words: apt-get install wamerican")
+    words = words_file.read_text(encoding="utf-8", errors="ignore").split()
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [chr(c) for c in range(33, 127)]
+    vocab += sorted({w.lower() for w in words if w.isalpha()})
+    vocab = list(dict.fromkeys(vocab))[: size - 2]
+    return BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)})
+
+
+def build_random_gpt2(folder: Path, vocab: int) -> Path:
+    """12 layers × 768 with random weights; a real WordPiece tokenizer of `vocab` tokens."""
     import torch
-    from transformers import BertTokenizerFast, GPT2Config, GPT2LMHeadModel
+    from transformers import GPT2Config, GPT2LMHeadModel
 
     from textgen.prompt import PromptFormat, add_special_tokens
 
-    words = Path("/usr/share/dict/words").read_text(encoding="utf-8", errors="ignore").split()
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [chr(c) for c in range(33, 127)]
-    vocab += sorted({w.lower() for w in words if w.isalpha()})
-    vocab = list(dict.fromkeys(vocab))[: 50257 - 2]
-    tok = BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)})
+    tok = _wordpiece(vocab)
     fmt = PromptFormat()
     add_special_tokens(tok, fmt)
     torch.manual_seed(0)
@@ -59,7 +74,24 @@ def median_rate(fn, tokens: int, repeats: int) -> float:
     return tokens / statistics.median(times)
 
 
-def bench_model(folder: Path, label: str, tokens: int, repeats: int) -> list[tuple]:
+def convert_ct2(folder: Path, out: Path, quantization: str) -> Path:
+    """CTranslate2's converter, then the two config fields it leaves null for our models."""
+    import ctranslate2
+    from transformers import AutoConfig, AutoTokenizer
+
+    ctranslate2.converters.TransformersConverter(str(folder)).convert(str(out), quantization=quantization,
+                                                                      force=True)
+    config_path = out / "config.json"
+    config = json.loads(config_path.read_text())
+    tok = AutoTokenizer.from_pretrained(folder)
+    config["unk_token"] = config.get("unk_token") or tok.unk_token or tok.eos_token
+    config["layer_norm_epsilon"] = config.get("layer_norm_epsilon") or AutoConfig.from_pretrained(
+        folder).layer_norm_epsilon
+    config_path.write_text(json.dumps(config))
+    return out
+
+
+def bench_model(folder: Path, label: str, tokens: int, repeats: int, ct2_dir: Path | None) -> list[dict]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
@@ -67,56 +99,113 @@ def bench_model(folder: Path, label: str, tokens: int, repeats: int) -> list[tup
     from textgen.prompt import PromptFormat, encode_prompt
 
     title, keywords = ("春夜", ["月", "花"]) if "zh" in label else ("Storm", ["sea", "night"])
-    # baseline: the plain pipeline, fp32, same prompt text
     tok = AutoTokenizer.from_pretrained(folder)
-    base_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, use_safetensors=True)
-    base_model.generation_config.min_new_tokens = tokens
-    pipe = pipeline("text-generation", model=base_model, tokenizer=tok, device="cpu")
-    prompt = tok.decode(encode_prompt(tok, PromptFormat.load(folder), title, keywords))
+    prompt_ids = encode_prompt(tok, PromptFormat.load(folder), title, keywords)
 
     gen = Generator.from_pretrained(str(folder))
     loaded = gen.backend_for(title, keywords)
-    loaded.model.generation_config.min_new_tokens = tokens
+    loaded.model.generation_config.min_new_tokens = tokens  # pins the count, as generate() honours it
+    base_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, use_safetensors=True)
+    base_model.generation_config.min_new_tokens = tokens
+    pipe = pipeline("text-generation", model=base_model, tokenizer=tok, device="cpu")
+    prompt_text = tok.decode(prompt_ids)
+    ct2 = {}
+    if ct2_dir is not None:
+        import ctranslate2
+
+        for kind in ("int8", "float32"):
+            path = convert_ct2(folder, ct2_dir / f"{label}-{kind}", kind)
+            ct2[kind] = ctranslate2.Generator(str(path), device="cpu", compute_type=kind)
+    start_tokens = tok.convert_ids_to_tokens(prompt_ids)
+
     rows = []
     for n in (1, 4):
+        row = {"model": label, "n": n, "params": sum(p.numel() for p in base_model.parameters()),
+               "quantize": loaded.quantize, "dtype": str(loaded.dtype).replace("torch.", "")}
+        for mode in ("off", "guaranteed"):
+            def ours(mode=mode):
+                gen.generate(title, keywords, n=n, seed=0, max_new_tokens=tokens, keyword_mode=mode, **SAMPLING)
+            row[f"textgen_{mode}"] = median_rate(ours, tokens * n, repeats)
+        for kind, model in ct2.items():
+            def theirs(model=model):
+                model.generate_batch([start_tokens] * n, max_length=tokens, min_length=tokens,
+                                     sampling_topk=SAMPLING["top_k"], sampling_topp=SAMPLING["top_p"],
+                                     sampling_temperature=SAMPLING["temperature"], include_prompt_in_result=False)
+            row[f"ct2_{kind}"] = median_rate(theirs, tokens * n, repeats)
+
         def baseline():
             for i in range(n):
                 torch.manual_seed(i)
-                pipe(prompt, max_new_tokens=tokens, do_sample=True, top_k=30, top_p=0.9, temperature=0.9,
-                     return_full_text=False)
-
-        def ours():
-            gen.generate(title, keywords, n=n, seed=0, max_new_tokens=tokens, keyword_mode="off")
-
-        b = median_rate(baseline, tokens * n, repeats)
-        o = median_rate(ours, tokens * n, repeats)
-        rows.append((label, n, b, o, o / b, str(loaded.dtype).replace("torch.", "")))
+                pipe(prompt_text, max_new_tokens=tokens, do_sample=True, return_full_text=False, **SAMPLING)
+        row["pipeline"] = median_rate(baseline, tokens * n, repeats)
+        rows.append(row)
     return rows
+
+
+def check_ct2_counts(folder: Path, ct2_dir: Path, tokens: int) -> None:
+    """CTranslate2 must make exactly `tokens` new tokens per row, as textgen does, or the rates
+    would not compare."""
+    import ctranslate2
+    from transformers import AutoTokenizer
+
+    from textgen.prompt import PromptFormat, encode_prompt
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    start = tok.convert_ids_to_tokens(encode_prompt(tok, PromptFormat.load(folder), "Storm", ["sea"]))
+    model = ctranslate2.Generator(str(convert_ct2(folder, ct2_dir / "count", "int8")), device="cpu")
+    out = model.generate_batch([start] * 2, max_length=tokens, min_length=tokens, sampling_topk=30,
+                               include_prompt_in_result=False)
+    counts = [len(r.sequences_ids[0]) for r in out]
+    if counts != [tokens, tokens]:
+        raise SystemExit(f"CTranslate2 made {counts} new tokens, not {tokens}: its length options changed")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tokens", type=int, default=64, help="new tokens per candidate")
+    parser.add_argument("--tokens", type=int, default=48, help="new tokens per candidate")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per cell (median)")
-    parser.add_argument("--skip-builtin", action="store_true", help="only the GPT-2-small-sized model")
-    parser.add_argument("--builtin-only", action="store_true", help="only the built-in models")
+    parser.add_argument("--models", default="gpt2-small,random-89m,builtin",
+                        help="comma-separated: gpt2-small, random-89m, builtin")
     args = parser.parse_args()
+    chosen = set(args.models.split(","))
 
     from textgen.loading import builtin_models
 
+    import importlib.util
+
+    have_ct2 = importlib.util.find_spec("ctranslate2") is not None
+    if not have_ct2:
+        print("ctranslate2 is not installed (pip install -r benchmarks/requirements.txt): its rows are left out")
     rows = []
-    if not args.builtin_only:
-        with tempfile.TemporaryDirectory() as tmp:
-            rows += bench_model(build_gpt2_small(Path(tmp)), "gpt2-small-sized (124M, random)", args.tokens,
-                                args.repeats)
-    if not args.skip_builtin:
-        for name, folder in builtin_models().items():
-            rows += bench_model(folder, name, args.tokens, args.repeats)
-    print(f"\n{args.tokens} new tokens per candidate, median of {args.repeats}\n")
-    print("| model | n | baseline tok/s (pipeline, fp32) | textgen tok/s | ratio | textgen dtype |")
-    print("|---|---|---|---|---|---|")
-    for label, n, b, o, r, dt in rows:
-        print(f"| {label} | {n} | {b:.1f} | {o:.1f} | **{r:.2f}×** | {dt} |")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        ct2_dir = tmp / "ct2" if have_ct2 else None
+        folders = []
+        if "gpt2-small" in chosen:
+            folders.append((build_random_gpt2(tmp / "gpt2-small", 50257), "GPT-2 12×768, random, 50k vocab"))
+        if "random-89m" in chosen:
+            folders.append((build_random_gpt2(tmp / "random-89m", 4096), "GPT-2 12×768, random, 4k vocab"))
+        if "builtin" in chosen:
+            folders += [(folder, name) for name, folder in builtin_models().items()]
+        if have_ct2 and folders:
+            check_ct2_counts(folders[-1][0], ct2_dir, args.tokens)
+        for folder, label in folders:
+            rows += bench_model(folder, label, args.tokens, args.repeats, ct2_dir)
+    import torch
+
+    print(f"\nCPU: {cpu_kind()}, {torch.get_num_threads()} threads; {args.tokens} new tokens per candidate, "
+          f"median of {args.repeats}; tokens/s\n")
+    print("| model | params | n | textgen off | textgen guaranteed | CT2 int8 | CT2 float32 | pipeline fp32 "
+          "| off ÷ CT2 int8 | guaranteed ÷ CT2 int8 | textgen weights |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        c8, c32 = r.get("ct2_int8"), r.get("ct2_float32")
+        fmt = (lambda v: f"{v:.0f}" if v else "–")
+        ratio = (lambda v: f"**{v / c8:.2f}**" if c8 else "–")
+        weights = "int8" if r["quantize"] == "int8" else r["dtype"]
+        print(f"| {r['model']} | {r['params'] / 1e6:.1f}M | {r['n']} | {r['textgen_off']:.0f} | "
+              f"{r['textgen_guaranteed']:.0f} | {fmt(c8)} | {fmt(c32)} | {r['pipeline']:.0f} | "
+              f"{ratio(r['textgen_off'])} | {ratio(r['textgen_guaranteed'])} | {weights} |")
 
 
 if __name__ == "__main__":
