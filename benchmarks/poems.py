@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="textgen-poems-") as tmp:
         poems = tang_poems(ARCHIVE, Path(tmp))
     rng.shuffle(poems)
-    titles = [p["title"][:12] for p in poems[:args.titles]]
+    titled = [p for p in poems if p.get("title", "").strip()]  # a few upstream poems have none
+    titles = [p["title"][:12] for p in titled[:args.titles]]
     requests = [(t, rng.sample(WORDS, k)) for t in titles for k in (0, 2, 4)]
     gen = Generator.from_pretrained("textgen-zh")
     gen.generate("春", [], n=1, seed=0, form="wujue")  # warm-up: builds the form vocabulary once
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     for form in FORMS:
         free = run(gen, requests, "free", args.n, FORMS[form].tokens)
         got = run(gen, requests, form, args.n, FORMS[form].tokens)
-        real = [p for p in poems[args.titles:] if shape_of(p) == form][:100]
+        real = [p for p in titled[args.titles:] if shape_of(p) == form][:100]
         real_ppl = _median([perplexity(gen, p["title"][:12], [], "".join(p["paragraphs"])) for p in real])
         row = {**got, "free_perplexity": free["perplexity"], "free_tok_s": free["tok_s"], "real_perplexity": real_ppl,
                "real_poems": len(real), "fluency_cost": got["perplexity"] / free["perplexity"],

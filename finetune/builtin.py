@@ -258,9 +258,9 @@ def build(language: str, out: Path, work: Path, *, epochs: float | None = None, 
 
 def sample_texts(gen, recipe: Recipe) -> list[dict]:
     samples = []
-    for title, kws in recipe.sample_prompts:
+    for seed, (title, kws) in enumerate(recipe.sample_prompts):  # one seed each: not one draw for all
         for mode in ("off", "guaranteed"):
-            res = gen.generate(title, kws, n=1, seed=0, max_new_tokens=80, keyword_mode=mode)
+            res = gen.generate(title, kws, n=1, seed=seed, max_new_tokens=80, keyword_mode=mode)
             samples.append({"title": title, "keywords": kws, "mode": mode, "text": res[0].text,
                             "missing": res[0].missing})
     return samples
@@ -447,7 +447,7 @@ Trained in {m['train_seconds'] / 60:.1f} min ({m['steps']} steps, {m['tokens_tra
 | unigram perplexity (same tokens, add-one) | {m['unigram_perplexity']:.1f} |
 | novelty: generated {NGRAM}-grams found verbatim in the corpus | {m['novelty_8gram_verbatim_share']:.1%} of {m['novelty_8grams']:,} ({'characters' if recipe.language == 'zh' else 'words'}, {m['novelty_prompts']} prompts) |
 
-## Samples (seed 0)
+## Samples (seed = the row of the prompt, from 0)
 
 | title | keywords | keyword mode | text | missing |
 |---|---|---|---|---|
