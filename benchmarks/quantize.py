@@ -73,6 +73,8 @@ def greedy(loaded, prompt: list[int], tokens: int) -> list[int]:
 
 
 def compare(folder: Path, docs, prompts: int, tokens: int) -> dict:
+    import torch
+
     from textgen.loading import load
     from textgen.prompt import encode_prompt
     from textgen.quantize import Int8GPT2
@@ -86,7 +88,7 @@ def compare(folder: Path, docs, prompts: int, tokens: int) -> dict:
     for title, kws, text in docs:
         prompt = encode_prompt(tok, fmt, title, kws)
         ids = (tok(text, add_special_tokens=False)["input_ids"] + [eos])[: loaded.model.config.n_positions - len(prompt)]
-        target = __import__("torch").tensor(ids)[:, None]
+        target = torch.tensor(ids)[:, None]
         for name, weights in (("fp32", None), ("int8", int8)):
             nll[name] -= float(scored_steps(loaded, weights, prompt, ids).gather(1, target).sum())
         count += len(ids)

@@ -174,3 +174,10 @@ def test_batching_only_where_the_lean_path_runs(bpe_model_dir, model):
     hf = AutoModelForCausalLM.from_pretrained(bpe_model_dir, use_safetensors=True).train()
     with pytest.raises(ValueError, match="continuous batching runs on the lean CPU path of a GPT-2 model only"):
         DecodeLoop(hf)
+
+
+def test_a_request_longer_than_the_context_is_refused(model):
+    loop = DecodeLoop(model, rows=4, context=16)
+    too_long = Rows(list(range(1, 11)), SamplingSettings(n=1, max_new_tokens=7), end_ids=[0])
+    with pytest.raises(ValueError, match="max_new_tokens: the prompt and the text must fit the model's 16 tokens"):
+        loop.run(too_long)

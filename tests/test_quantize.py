@@ -115,3 +115,13 @@ def test_generation_with_int8_streams_what_it_returns_and_keeps_the_keywords(bpe
     assert len(results) == 3 and all(c.text for c in results)
     if mode == "guaranteed":
         assert all(not c.missing for c in results)
+
+
+def test_int8_weights_need_an_fp32_model(bpe_model_dir, tmp_path):
+    from textgen.quantize import Int8GPT2
+    from textgen.steppers import GPT2Stepper
+
+    model = _trained_like(bpe_model_dir, tmp_path)
+    int8 = Int8GPT2.from_model(model)
+    with pytest.raises(ValueError, match="int8 weights go with an fp32 model"):
+        GPT2Stepper(model.to(torch.bfloat16), 1, 8, int8)

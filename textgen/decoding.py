@@ -45,7 +45,7 @@ def nucleus(scores: torch.Tensor, settings: SamplingSettings) -> tuple[torch.Ten
     Why not the warpers themselves: they work on the whole vocabulary, and top-p sorts all of it
     at every step; with the multinomial draw over the vocabulary that followed, this cost more
     than the model's forward on the built-ins (0.8 ms per step at n=1, 3.5 ms at n=4, against
-    0.1-0.2 ms here: benchmarks/README.md). Only top_k > 0 takes this path."""
+    0.1-0.2 ms here; benchmarks/README.md). Only top_k > 0 takes this path."""
     k = min(settings.top_k, scores.shape[-1])
     values, ids = scores.topk(k, dim=-1)  # (n, k), most likely first
     if settings.temperature != 1.0:
