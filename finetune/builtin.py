@@ -81,13 +81,13 @@ RECIPES = {
     "zh": Recipe("zh", "textgen-zh", (), epochs=1, preset="poems", batch_size=16, max_length=256, lr=2e-3,
                  eval_ratio=0.005, insert_keywords=0.2, insert_from="words", insert_words="pinyin-simp",
                  hold_out_benchmark_words=True, corpus="chinese-poetry", max_chars=6_000_000, pack=True,
-                 budget_minutes=50, sample_prompts=[
+                 budget_minutes=100, sample_prompts=[
         ("春夜", ["月", "花"]), ("送别", ["江", "柳", "酒"]), ("秋思", ["雁", "霜"]), ("", ["山", "水", "云"])]),
     # en: English Wikipedia, one row per section ("Article: Section"); half the examples borrow
     # 1-3 keywords of other rows, which teaches the model to write the keywords it is given
     "en": Recipe("en", "textgen-en", (), epochs=1, preset="base", batch_size=16, max_length=256, lr=2e-3,
-                 eval_ratio=0.01, insert_keywords=0.5, corpus="wikiextractor", max_chars=20_000_000, pack=True,
-                 budget_minutes=62, sample_prompts=[
+                 eval_ratio=0.01, insert_keywords=0.5, corpus="wikiextractor", max_chars=40_000_000, pack=True,
+                 budget_minutes=100, sample_prompts=[
         ("Volcano", ["lava", "island"]), ("The history of tea", ["China", "trade"]),
         ("Morning run", ["park", "dog"]), ("", ["river", "bridge", "city"])]),
 }

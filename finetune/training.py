@@ -19,6 +19,7 @@ Importing this module is cheap (no torch): the CLI builds its flags from `TrainC
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -592,6 +593,8 @@ def _prepare(config: TrainConfig, base, report, train_rows, eval_rows, notes: li
     train_ds = ExampleDataset(train_rows, tokenizer, fmt, PACKED_ROW_TOKENS if config.pack else max_length,
                               augment=True, insert_keywords=config.insert_keywords, insert_from=config.insert_from,
                               insert_words=words, **common)
+    # the model folder records it: generation places keywords within it (`PromptFormat.text_tokens`)
+    fmt = dataclasses.replace(fmt, text_tokens=train_ds.quartile_text_tokens())
     if config.pack:
         train_ds = PackedDataset(train_ds, max_length, seed=config.seed)
         notes.append(f"packed: the examples laid end to end in {len(train_ds):,} blocks of {max_length} tokens "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -311,3 +312,77 @@ def test_remembered_token_answers_stay_bounded(bpe_model_dir, load, monkeypatch)
     _assert_all_covered(result, words)
     assert not any(kw == "old keyword" for _, kw in memory)  # emptied before this request
     assert 0 < len(memory) <= 2 * 24 * len(words)  # at most one answer per (token seen, keyword)
+
+
+# -- where the model's texts end ---------------------------------------------------------------
+def _with_text_tokens(src: Path, dest: Path, tokens: int) -> Path:
+    import dataclasses
+    import shutil
+
+    from textgen.prompt import PromptFormat
+
+    shutil.copytree(src, dest)
+    dataclasses.replace(PromptFormat.load(dest), text_tokens=tokens).save(dest)
+    return dest
+
+
+def _new_rows(gen: Generator, title: str, keywords: list[str], **params) -> tuple[Any, list[list[int]]]:
+    import threading
+
+    req = gen._prepare(title, keywords, None, params)
+    sequences, _ = gen._sample(req, streamer=None, stop=threading.Event())
+    return req, sequences[:, len(req.prompt_ids):].tolist()
+
+
+def _latest_keyword_token(gen: Generator, req, row: list[int], keywords: list[str]) -> int:
+    """Tokens of the shortest prefix of the row that holds every keyword."""
+    for t in range(1, len(row) + 1):
+        if all(find_keyword(gen._decode(req.backend, row[:t]), kw) for kw in keywords):
+            return t
+    raise AssertionError(f"a keyword is missing from {gen._decode(req.backend, row)!r}")
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_keywords_are_placed_within_the_models_text_length(name, tmp_path, request):
+    """A model folder that records the length its texts reach (`PromptFormat.text_tokens`) gets
+    its guaranteed keywords within it, though the budget is five times longer; a request that
+    asks for a length spreads them over that length; a folder without it, over the budget."""
+    src = request.getfixturevalue(f"{name}_model_dir")
+    keywords = {"bpe": ["sea", "storm"], "bert_zh": ["明月", "花"], "spm": ["sea", "storm"]}[name]
+    with_length = Generator.from_pretrained(str(_with_text_tokens(src, tmp_path / "m", 12)), dtype="float32")
+    without = Generator.from_pretrained(str(src), dtype="float32")
+    assert with_length._fixed.loaded.fmt.text_tokens == 12
+    latest = {"horizon": [], "budget": [], "length": []}
+    for seed in range(6):
+        for label, gen, extra in (("horizon", with_length, {}), ("budget", without, {}),
+                                  ("length", with_length, {"length": 40})):
+            req, rows = _new_rows(gen, "Storm", keywords, keyword_mode="guaranteed", n=2, seed=seed,
+                                  max_new_tokens=60, **extra)
+            latest[label] += [_latest_keyword_token(gen, req, row, keywords) for row in rows]
+    assert max(latest["horizon"]) <= 12, latest
+    assert max(latest["budget"]) > 12 and max(latest["length"]) > 12, latest
+
+
+def test_horizon_forces_the_keyword_when_only_it_fits_before_the_horizon(bpe_model_dir, load):
+    """Scores that never favour the keyword: it is forced at the last step of the horizon that
+    can still hold it, not at the end of the budget; with no horizon, it is not forced there."""
+    gen = load(bpe_model_dir)
+    tokenizer = gen._fixed.loaded.tokenizer
+    backend = gen._fixed
+    word = tokenizer.encode(" the", add_special_tokens=False)[0]
+    need = _forms(gen, "storm").min_len
+    firsts = sorted({v.ids[0] for v in _forms(gen, "storm").variants})
+    for horizon, forced_at in ((10, 10 - need), (0, None)):
+        proc = KeywordProcessor([_forms(gen, "storm")], tokenizer=tokenizer, decode=lambda ids: gen._decode(backend, ids),
+                                guaranteed=True, n=1, prompt_len=1, max_new_tokens=50, end_ids=backend.end_ids,
+                                horizon=horizon)
+        ids, first_forced = [5], None
+        for step in range(20):
+            scores = torch.zeros(1, len(tokenizer))
+            scores[0, firsts] = -2.0 - 0.1 * step  # each step a worse moment than all before
+            out = proc(torch.tensor([ids]), scores)
+            if torch.isfinite(out[0]).sum() == 1:
+                first_forced = step
+                break
+            ids.append(word)
+        assert first_forced == forced_at, (horizon, first_forced)

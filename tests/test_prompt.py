@@ -97,3 +97,14 @@ def test_a_malformed_format_version_is_refused_without_blaming_a_newer_textgen(t
         with pytest.raises(ValueError, match=r"textgen_format.json: version .* is not one this textgen reads") as err:
             PromptFormat.load(tmp_path)
         assert "newer" not in str(err.value)
+
+
+def test_a_malformed_text_length_is_refused_naming_the_field(tmp_path):
+    for bad in (-1, "40", 2.5, True):
+        (tmp_path / "textgen_format.json").write_text(json.dumps({"style": "textgen", "version": 2,
+                                                                  "text_tokens": bad}), encoding="utf-8")
+        with pytest.raises(ValueError, match=r"textgen_format.json: text_tokens must be a whole number"):
+            PromptFormat.load(tmp_path)
+    (tmp_path / "textgen_format.json").write_text(json.dumps({"style": "textgen", "text_tokens": 51}),
+                                                  encoding="utf-8")
+    assert PromptFormat.load(tmp_path).text_tokens == 51

@@ -6,6 +6,7 @@ Every run is a few steps of a one-block, 32-wide GPT-2 from conftest, on CPU in 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -164,8 +165,20 @@ def test_a_textgen_base_keeps_its_prompt_format_version(tmp_path, bpe_model_dir)
         (base / f.name).write_bytes(f.read_bytes())
     PromptFormat(version=1).save(base)
     out = Path(train(config(tmp_path, base, samples=0)).output_dir)
-    assert PromptFormat.load(out) == PromptFormat(version=1) != PromptFormat()
+    saved = PromptFormat.load(out)
+    assert dataclasses.replace(saved, text_tokens=0) == PromptFormat(version=1) != PromptFormat()
     assert_loads(out)
+
+
+def test_the_model_records_the_length_its_training_texts_reach(tmp_path, bpe_model_dir):
+    """Three texts in four are one story long, one in four twelve: the lower quartile is one
+    story and its end token, which generation reads to place keywords (`PromptFormat.text_tokens`)."""
+    from transformers import AutoTokenizer
+
+    out = Path(train(config(tmp_path, bpe_model_dir, samples=0)).output_dir)
+    story = AutoTokenizer.from_pretrained(out)(STORY.strip(), add_special_tokens=False)["input_ids"]
+    assert PromptFormat.load(out).text_tokens == len(story) + 1
+    assert PromptFormat.load(bpe_model_dir).text_tokens == 0  # the base recorded none
 
 
 def add_rows_reference(model_dir: Path) -> torch.Tensor:

@@ -206,8 +206,12 @@ def default_decode(tokenizer, end_ids: Sequence[int]) -> Decode:
 
 
 def build_constraints(mode: str, *, tokenizer, keywords: Sequence[str], n: int, prompt_len: int,
-                      max_new_tokens: int, end_ids: Sequence[int], decode: Decode | None = None) -> Constraints:
-    """Logits processors (and stopping criteria) for a keyword mode; fresh state per call."""
+                      max_new_tokens: int, end_ids: Sequence[int], decode: Decode | None = None,
+                      horizon: int = 0) -> Constraints:
+    """Logits processors (and stopping criteria) for a keyword mode; fresh state per call.
+
+    horizon > 0: the keywords are placed within the first `horizon` new tokens rather than
+    across all of `max_new_tokens` (`KeywordProcessor`)."""
     if mode == "off" or not keywords:
         return Constraints()
     if mode not in ("soft", "guaranteed"):
@@ -219,7 +223,8 @@ def build_constraints(mode: str, *, tokenizer, keywords: Sequence[str], n: int, 
     if not forms:
         return Constraints()
     processor = KeywordProcessor(forms, tokenizer=tokenizer, decode=decode, guaranteed=mode == "guaranteed",
-                                 n=n, prompt_len=prompt_len, max_new_tokens=max_new_tokens, end_ids=end_ids)
+                                 n=n, prompt_len=prompt_len, max_new_tokens=max_new_tokens, end_ids=end_ids,
+                                 horizon=horizon)
     return Constraints(processors=[processor])
 
 
@@ -250,13 +255,21 @@ class KeywordProcessor(LogitsProcessor):
     Called once per step with the ids so far (B, T) and the next-token logits (B, V). State
     is updated from the tokens appended since the previous call, so the same seed gives the
     same output, streamed or not.
+
+    The keywords are scheduled (boost, good moments, the forced deadline) over the first
+    `horizon` new tokens when one is given below `max_new_tokens`: a length the model's texts
+    mostly reach (`PromptFormat.text_tokens`). Spread over the whole budget instead, a short
+    text's keywords mostly came after the point where the model would have ended it, so blocked
+    end tokens made it write on (a poem grew extra lines to hold them): on textgen-zh, 21% of
+    guaranteed texts were regular poems, 52% with the horizon, 47% in off mode.
     """
 
     def __init__(self, forms: Sequence[KeywordForms], *, tokenizer, decode: Decode, guaranteed: bool,
-                 n: int, prompt_len: int, max_new_tokens: int, end_ids: Sequence[int]) -> None:
+                 n: int, prompt_len: int, max_new_tokens: int, end_ids: Sequence[int], horizon: int = 0) -> None:
         self.forms = list(forms)
         self.tokenizer, self.decode, self.guaranteed = tokenizer, decode, guaranteed
         self.prompt_len, self.max_new_tokens = prompt_len, max_new_tokens
+        self.horizon = min(horizon, max_new_tokens) if horizon > 0 else max_new_tokens
         self.end_ids = sorted(set(end_ids))
         self._end_set = set(self.end_ids)
         self._texts: dict[int, str] = _cache(tokenizer)["texts"]
@@ -272,7 +285,7 @@ class KeywordProcessor(LogitsProcessor):
             self._ends_keyword.clear()
         self._ends: torch.Tensor | None = None  # end ids on the scores' device
         self._glue: torch.Tensor | None = None  # `_glue_mask` on the scores' device
-        free = max_new_tokens - sum(f.min_len for f in self.forms)
+        free = self.horizon - sum(f.min_len for f in self.forms)
         self._watch = min(max(int(WATCH_SHARE * free), WATCH_STEPS[0]), WATCH_STEPS[1])
 
     # -- state ------------------------------------------------------------------------------
@@ -389,8 +402,9 @@ class KeywordProcessor(LogitsProcessor):
                 for tid in new:
                     self._observe(row, tid)
             self._seen = generated
-        remaining = self.max_new_tokens - generated  # tokens left, this one included
-        plan = _Plan(boost=BOOST_START + (BOOST_END - BOOST_START) * generated / self.max_new_tokens)
+        budget_left = self.max_new_tokens - generated  # tokens left, this one included
+        left = max(self.horizon - generated, 0)  # ... of the keywords' horizon
+        plan = _Plan(boost=BOOST_START + (BOOST_END - BOOST_START) * min(generated / self.horizon, 1.0))
         judged: list = []  # guaranteed rows free to start a keyword now: (r, row, clean, slack)
         for r, row in enumerate(self.rows):
             if row.finished or not (row.pending or row.partial or row.open):
@@ -400,6 +414,8 @@ class KeywordProcessor(LogitsProcessor):
                 plan.forced.append((r, self._best(scores, r, nexts)))
                 continue
             need = sum(self.forms[k].min_len for k in row.pending)
+            # past the horizon a keyword still pending (one unwritten again) is due at once
+            remaining = min(budget_left, max(left, need))
             # A keyword just written by us is closed by the next token (measured: letting the
             # model glue on "-ly" or "-ness" and writing the keyword again cost more fluency);
             # one the model wrote itself is closed so only when the budget could not write it again.

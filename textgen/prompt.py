@@ -46,6 +46,10 @@ class PromptFormat:
     pad: str = "[PAD]"
     keyword_joiner: str = KEYWORD_JOINER
     version: int = FORMAT_VERSION
+    # Tokens that three in four of the model's training texts reach (0: not recorded). Where a
+    # request gives no length, soft and guaranteed keywords are placed within it, where the
+    # text is most likely still going (`textgen.constraints.KeywordProcessor`).
+    text_tokens: int = 0
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / FORMAT_FILE
@@ -60,6 +64,9 @@ class PromptFormat:
             return None
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        tokens = known.get("text_tokens", 0)
+        if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
+            raise ValueError(f"{FORMAT_FILE}: text_tokens must be a whole number ≥ 0, got {tokens!r}")
         version = known.get("version", 1)
         if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
             newer = "; a newer textgen saved this model" if isinstance(version, int) and version > 1 else ""
