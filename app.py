@@ -1,7 +1,7 @@
 """textgen web app: write texts from a title and keywords. Run `python app.py`.
 
-Tabs: "Generate 生成" (this file); "Fine-tune 微调" plugs in from `finetune/ui.py` when that
-module exists: `build_app` calls ``finetune.ui.build_tab(registry=..., generate=...)`` inside
+Tabs: "Generate 生成" (this file); "Fine-tune 微调" from `finetune/ui.py`: `build_app` calls
+``finetune.ui.build_tab(registry=..., generate=...)`` inside
 the `gr.Tabs()` context; the tab opens its own ``with gr.Tab(...)``, may register models with
 ``registry.register_finetuned(...)`` and refresh the Generate tab's model list by outputting
 ``generate.refresh_models(request)`` to ``generate.model``.
@@ -93,21 +93,7 @@ EMPTY_HTML = ('<div class="tg-empty">Candidates appear here as they are written.
 
 
 # -- input checks ---------------------------------------------------------------------------
-def available_keyword_modes() -> list[str]:
-    """Keyword modes this build of textgen implements, best first."""
-    from textgen.constraints import build_constraints
-
-    modes = []
-    for mode in ("guaranteed", "soft", "off"):
-        try:
-            build_constraints(mode, tokenizer=None, keywords=["x"], n=1, prompt_len=1,
-                              max_new_tokens=1, end_ids=[0])
-        except NotImplementedError:
-            continue
-        except Exception:  # noqa: BLE001 - implemented, it only choked on the probe's dummy tokenizer
-            pass
-        modes.append(mode)
-    return modes
+KEYWORD_MODES_BEST_FIRST = ("guaranteed", "soft", "off")  # the first is the form's default
 
 
 def keyword_list(value: Any) -> list[str]:
@@ -307,7 +293,7 @@ class GenerateHandlers:
     def __init__(self, registry: ModelRegistry, modes: Sequence[str] | None = None, *,
                  limits: ServeLimits | None = None, slots: FairSlots | None = None) -> None:
         self.registry = registry
-        self.modes = list(modes) if modes is not None else available_keyword_modes()
+        self.modes = list(modes) if modes is not None else list(KEYWORD_MODES_BEST_FIRST)
         self.limits = limits or ServeLimits()
         self.slots = slots or FairSlots(SlotLimits())
         self._partials = _Partials(PARTIALS_KEPT)
@@ -886,10 +872,6 @@ def _api_endpoint(handlers: GenerateHandlers, registry: ModelRegistry, *, concur
 
 
 def _add_finetune_tab(registry: ModelRegistry, generate: GenerateTab) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("finetune.ui") is None:  # not written yet
-        return
     from finetune.ui import build_tab
 
     build_tab(registry=registry, generate=generate)

@@ -482,17 +482,9 @@ def build_source(name: str, root: str | Path = "/") -> list[Row]:
 
 
 def add_keywords(rows: Sequence[Row], k: int = KEYWORDS_PER_ROW) -> list[Row]:
-    """Fill empty keywords with `finetune.extract.extract_keywords(text, k)`.
+    """Fill empty keywords with `finetune.extract.extract_keywords(text, k)`."""
+    from finetune.extract import extract_keywords
 
-    Returns the rows unchanged when that module is not available: the training pipeline
-    extracts keywords itself for rows that have none.
-    """
-    try:
-        from finetune.extract import extract_keywords
-    except ModuleNotFoundError as err:
-        if err.name != "finetune.extract":
-            raise
-        return list(rows)
     return [r if r.keywords else Row(r.title, ", ".join(extract_keywords(r.text, k=k)), r.text)
             for r in rows]
 

@@ -25,9 +25,8 @@ from finetune.registry import ModelRegistry  # noqa: E402
 from textgen import ModelLoadError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-MODES = app.available_keyword_modes()
-# Once keyword guarantees exist, the app must use them; until then "off" keeps these tests useful.
-MODE = "guaranteed" if "guaranteed" in MODES else "off"
+MODES = app.KEYWORD_MODES_BEST_FIRST
+MODE = "guaranteed"
 SMALL = dict(n=2, length=8, temperature=0.9, top_k=30, top_p=0.9, repetition_penalty=1.2)
 
 

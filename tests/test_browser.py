@@ -92,12 +92,6 @@ def open_sampling(page) -> None:
     page.get_by_text("Sampling 采样设置").click()
 
 
-def guaranteed_available() -> bool:
-    import app
-
-    return "guaranteed" in app.available_keyword_modes()
-
-
 def test_title_tags_generate_highlight(page):
     title_box(page).fill("The Storm")
     add_tags(page, "sea", "night", "long road, lightning")
@@ -114,15 +108,12 @@ def test_title_tags_generate_highlight(page):
     assert page.locator("#tg-cards .tg-best").count() == 1
     best = page.locator("#tg-best textarea").input_value()
     assert best and best in page.locator("#tg-cards .tg-text").first.inner_text()
-    if guaranteed_available():
-        for i in range(3):
-            marks = cards.nth(i).locator("mark.tg-kw")
-            marked = {marks.nth(j).get_attribute("title"): marks.nth(j).inner_text() for j in range(marks.count())}
-            assert set(marked) == {"sea", "long road", "lightning"}
-            assert all(as_words(text, kw) for kw, text in marked.items()), marked
-            assert "3/3" in cards.nth(i).inner_text()
-    else:
-        assert page.locator("#tg-cards .tg-summary").count() == 3
+    for i in range(3):
+        marks = cards.nth(i).locator("mark.tg-kw")
+        marked = {marks.nth(j).get_attribute("title"): marks.nth(j).inner_text() for j in range(marks.count())}
+        assert set(marked) == {"sea", "long road", "lightning"}
+        assert all(as_words(text, kw) for kw, text in marked.items()), marked
+        assert "3/3" in cards.nth(i).inner_text()
     shot(page, "generate-en")
 
 
@@ -149,8 +140,7 @@ def test_highlighted_keywords_are_whole_words(page):
             assert not re.match(WORD, before) and not re.match(WORD, after), (kw, before, text, after)
         for kw in card["missing"]:
             assert not as_words(card["text"], kw), (kw, card["text"])
-        if guaranteed_available():
-            assert card["missing"] == []
+        assert card["missing"] == []
     shot(page, "generate-short-keywords")
 
 
@@ -167,8 +157,7 @@ def test_chinese_example_with_other_model(page, app_registry, bert_zh_model_dir)
     generate_and_wait(page)
     assert bert_zh_model_dir.name in page.locator("#tg-status").inner_text()
     assert page.locator("#tg-cards .tg-card").count() == 2
-    if guaranteed_available():
-        assert set(page.locator("#tg-cards .tg-card").first.locator("mark.tg-kw").all_inner_texts()) == {"月", "花", "雨"}
+    assert set(page.locator("#tg-cards .tg-card").first.locator("mark.tg-kw").all_inner_texts()) == {"月", "花", "雨"}
     shot(page, "generate-zh")
 
 

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -255,17 +253,14 @@ def test_build_en_reads_gzip_and_checks_sources(tmp_path):
         build("fr", root=tmp_path)
 
 
-def test_add_keywords_fills_empty_only_and_falls_back(monkeypatch):
-    rows = [Row("storm", "", "The storm hit the harbour."), Row("kept", "given", "Some text.")]
-    # finetune.extract belongs to another module's tests; a stand-in with its signature here.
-    fake = types.ModuleType("finetune.extract")
-    fake.extract_keywords = lambda text, k=5: text.rstrip(".").split()[1:1 + k]
-    monkeypatch.setitem(sys.modules, "finetune.extract", fake)
+def test_add_keywords_fills_empty_only():
+    from finetune.extract import extract_keywords
+
+    text = "The storm hit the harbour. The storm broke boats in the harbour at night."
+    rows = [Row("storm", "", text), Row("kept", "given", "Some text.")]
     filled = add_keywords(rows, k=2)
-    assert filled[0].keywords == "storm, hit"
-    assert filled[1].keywords == "given"
-    monkeypatch.setitem(sys.modules, "finetune.extract", None)  # as if not written yet
-    assert add_keywords(rows) == rows
+    assert filled[0].keywords == ", ".join(extract_keywords(text, k=2)) != ""
+    assert filled[1] == rows[1]
 
 
 def test_write_csv_round_trips_newlines_and_quotes(tmp_path):

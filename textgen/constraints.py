@@ -537,12 +537,8 @@ class KeywordProcessor(LogitsProcessor):
         if self._ends is None or self._ends.device != dev:
             self._ends = torch.tensor(self.end_ids, device=dev)
         ends = self._ends
-        if self.guaranteed:
+        if self.guaranteed:  # offers nothing (it judges moments instead): holds back the ends
             # few, batched tensor ops: at these sizes each op costs more than its arithmetic
-            if plan.offers:
-                rows_l, toks_l, _ = zip(*plan.offers)
-                index = torch.tensor((rows_l, toks_l), device=dev)
-                scores[index[0], index[1]] += plan.boost
             if len(plan.ending) == scores.shape[0]:
                 scores[:, ends] = float("-inf")
             elif plan.ending:
