@@ -1,4 +1,4 @@
-"""How much a keyword in the prompt helps a model write it (issue 3's fluency cost, at its root).
+"""How much a keyword in the prompt helps a model write it (the root of guaranteed keywords' fluency cost).
 
     python -m benchmarks.copying [--sets 100] [--languages en,zh] [--model auto|PATH]
 

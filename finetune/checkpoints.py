@@ -14,7 +14,7 @@ Why. Trainer's checkpoints are not atomic and `get_last_checkpoint` picks the hi
 whether or not it was fully written (transformers PR #27820, fix #35580 reverted in #36112);
 and resuming unpickles optimizer.pt and rng_state.pth, which can run code. So a checkpoint
 counts only when its marker lists exactly the files in it with matching hashes, and only
-inside a run folder that carries our marker (RELIABILITY T1, T8, M4).
+inside a run folder that carries our marker.
 
 A model is written to a hidden sibling folder, fsynced, given its marker, and renamed into
 place; an existing model is swapped out atomically (renameat2 RENAME_EXCHANGE where the

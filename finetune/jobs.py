@@ -32,7 +32,7 @@ Layout under the data folder (blocked from gradio's file route)::
             model/                   the published model (atomic, `finetune.checkpoints`)
             model.checkpoints/       while training
 
-A job whose worker died (crash, kill, or an app restart mid-training: RELIABILITY T3) is marked
+A job whose worker died (crash, kill, or an app restart mid-training) is marked
 failed and its model is never registered. No gradio here: the UI turns the exceptions into
 `gr.Error`.
 """

@@ -2,7 +2,7 @@
 
 Users (and API callers) pick a model by its id or its label; the id is a key into this
 table and is never handed to the loader, so no text a user types becomes a path or a hub
-id (RELIABILITY M1). The table holds:
+id. The table holds:
 
 - "auto" and the built-in models of ``assets/models`` (`textgen.loading.builtin_models()`);
 - a few hub models a user would expect (`gpt2`, `distilgpt2`, `uer/gpt2-chinese-cluecorpussmall`),

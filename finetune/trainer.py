@@ -2,7 +2,7 @@
 
 - `TextgenTrainer`: length-grouped batches in a (seed, epoch)-fixed order, and a loss check
   after every step: a NaN or infinite loss raises `TrainingDiverged` at once
-  (`logging_nan_inf_filter` would only hide it in the logs; RELIABILITY T4).
+  (`logging_nan_inf_filter` would only hide it in the logs).
 - `Bridge`: a TrainerCallback that turns Trainer's events into ours (`on_step`, `on_eval`
   with sample texts), writes metrics.jsonl, marks checkpoints complete after Trainer saved
   them, and ends the run when the stop flag is raised (saving a checkpoint first). An eval

@@ -613,7 +613,7 @@ def _keywords(value: Any) -> str:
 
 def _drop_gradio_copy(path: Path) -> None:
     """The upload is in our own folder now; gradio's cached copy would be served to anyone with
-    its URL, so it goes (RELIABILITY G4)."""
+    its URL, so it goes."""
     try:
         cache = Path(gr.utils.get_upload_folder()).resolve()
         if path.resolve().is_relative_to(cache) and path.is_file():

@@ -1,5 +1,5 @@
 """The web app: handlers as plain functions, then the real server on 127.0.0.1 called through
-gradio_client and plain HTTP (RELIABILITY G1, G5, G6, G8, I3, I9)."""
+gradio_client and plain HTTP."""
 from __future__ import annotations
 
 import os

@@ -1,4 +1,4 @@
-"""Keyword modes (issue 3) on tiny random models of three tokenizer families.
+"""Keyword modes on tiny random models of three tokenizer families.
 
 Random weights never write a keyword by themselves, so every covered keyword in guaranteed
 mode is the constraint's doing: the guarantee is really tested.

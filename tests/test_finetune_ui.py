@@ -1,6 +1,6 @@
 """The Fine-tune tab (finetune/ui.py): handlers as plain functions, then the launched app driven
 through gradio_client: upload, a 10-step fine-tune in a worker process, then /generate with the
-new model (RELIABILITY G4, G7, T7)."""
+new model."""
 from __future__ import annotations
 
 import csv

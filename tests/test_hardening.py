@@ -1,4 +1,4 @@
-"""The launched app under hostile but bounded load (RELIABILITY G3, G4, G9, G10, I5, I7, I8):
+"""The launched app under hostile but bounded load:
 memory flat across thousands of sessions, an offline hub that holds nobody up, fair turns
 for a flooding client, a client that hangs up freeing its place, raw uploads purged and
 bounded, a request's budget and wall-time cap."""

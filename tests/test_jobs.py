@@ -1,6 +1,6 @@
 """Training jobs (finetune/jobs.py): a real worker process trains the tiny conftest model for a
 few steps; stop, resume, one job at a time, a killed worker, the time cap, an app restart in
-the middle of training (RELIABILITY T3, T7, G9), uploads, zips and the Hub push when offline."""
+the middle of training, uploads, zips and the Hub push when offline."""
 from __future__ import annotations
 
 import csv

@@ -1,5 +1,5 @@
 """My models: a browser's fine-tuned models, found again by the secret key it holds, kept on
-disk across sessions and app restarts, invisible to other keys (RELIABILITY: no user-supplied
+disk across sessions and app restarts, invisible to other keys (no user-supplied
 id becomes a path)."""
 from __future__ import annotations
 

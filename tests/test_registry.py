@@ -1,5 +1,5 @@
 """ModelRegistry: opaque ids, refusal of paths, fine-tuned models only from the data folder,
-and a cache that loads each model once (RELIABILITY M1, M5, I9)."""
+and a cache that loads each model once."""
 from __future__ import annotations
 
 import os
@@ -280,7 +280,7 @@ def test_registry_needs_no_gradio():
     assert out.stdout.strip() == "False False"
 
 
-# -- hub models are pinned (RELIABILITY M1) ---------------------------------------------------
+# -- hub models are pinned -------------------------------------------------------------------
 def test_every_hub_model_is_pinned_to_a_commit():
     import re
 

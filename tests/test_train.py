@@ -347,7 +347,7 @@ def test_stop_then_resume_continues_and_matches_an_uninterrupted_run(tmp_path, b
     assert rec2.starts[0].start_step == 2 and "resumed from checkpoint-2" in rec2.starts[0].notes
     assert [s[0] for s in rec2.steps] == [3, 4, 5, 6] and resumed.global_step == 6
     a, b = weights(Path(straight.output_dir)), weights(Path(resumed.output_dir))
-    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)  # RELIABILITY T8
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     steps = [json.loads(x)["step"] for x in (Path(resumed.output_dir) / "metrics.jsonl").read_text().splitlines()
              if "loss" in json.loads(x)]
     assert steps == sorted(set(steps))  # no step logged twice
