@@ -313,8 +313,7 @@ class Generator:
             p.keyword_mode, tokenizer=loaded.tokenizer, keywords=req.keywords, n=p.n,
             prompt_len=prompt_len, max_new_tokens=p.max_new_tokens, end_ids=req.backend.end_ids,
             decode=lambda ids: self._decode(req.backend, ids),  # the very decoding `_finish` judges
-            # a length asked for spreads them over it; else they go where the model's texts end
-            horizon=0 if p.length is not None else loaded.fmt.text_tokens)
+            horizon=loaded.fmt.text_tokens)  # keywords where the model's texts are still going
         settings = SamplingSettings(
             n=p.n, max_new_tokens=p.max_new_tokens, temperature=p.temperature, top_k=p.top_k,
             top_p=p.top_p, max_seconds=p.max_seconds,
