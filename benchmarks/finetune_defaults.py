@@ -91,7 +91,8 @@ class _Evals:
 
 
 def run_one(base: str, csv_path: Path, out: Path, settings: dict) -> dict:
-    from finetune.training import TrainConfig, train
+    from finetune.config import TrainConfig
+    from finetune.training import train
     from textgen.loading import builtin_models
 
     config = TrainConfig(data=str(csv_path), out=str(out), base=str(builtin_models()[base]), keywords="auto",

@@ -78,7 +78,8 @@ def rows_for(language: str, tmp: Path, count: int):
 
 
 def run_path(language: str, csv: Path, out: Path, pack: bool, steps: int, batch: int, length: int) -> dict:
-    from finetune.training import TrainConfig, train
+    from finetune.config import TrainConfig
+    from finetune.training import train
 
     clock = StepClock(skip=3)
     config = TrainConfig(data=str(csv), out=str(out), base="scratch", config="base", method="full", epochs=100,

@@ -3,12 +3,12 @@
 Heavy modules (torch, transformers) load only when a name is first used:
 
 >>> import finetune            # instant
->>> finetune.TrainConfig       # doctest: +SKIP   (imports finetune.training)
+>>> finetune.train             # doctest: +SKIP   (imports finetune.training)
 """
 from __future__ import annotations
 
 _LAZY = {
-    "TrainConfig": "finetune.training",
+    "TrainConfig": "finetune.config",
     "train": "finetune.training",
     "load_corpus": "finetune.data",
     "DataError": "finetune.data",

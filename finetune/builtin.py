@@ -162,7 +162,8 @@ def build(language: str, out: Path, work: Path, *, epochs: float | None = None, 
 
     from . import corpora
     from .data import load_corpus
-    from .training import TrainConfig, split_rows, train
+    from .config import TrainConfig
+    from .training import split_rows, train
 
     recipe = RECIPES[language]
     work.mkdir(parents=True, exist_ok=True)
@@ -269,7 +270,7 @@ def sample_texts(gen, recipe: Recipe) -> list[dict]:
 def recipe_config(recipe: Recipe, data: Path, out: Path, *, max_steps: int, words: Path,
                   epochs: float | None = None, resume: bool = False):
     """The first stage's TrainConfig of `recipe` (what the card describes)."""
-    from .training import TrainConfig
+    from .config import TrainConfig
 
     return TrainConfig(data=str(data), out=str(out), base="scratch", config=recipe.preset, method="full",
                        epochs=epochs or recipe.epochs, max_steps=max_steps, batch_size=recipe.batch_size,

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from .training import TrainConfig, config_specs
+from .config import TrainConfig, config_specs
 
 EXIT_STOPPED = 130
 
@@ -135,7 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from .checkpoints import OutputError, SaveError
     from .data import DataError
-    from .training import TrainingDiverged, train
+    from .events import TrainingDiverged
+    from .training import train
 
     callbacks: list[Any] = [TqdmProgress()] if is_main else []
     try:

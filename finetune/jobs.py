@@ -62,7 +62,7 @@ from typing import Any
 
 from .library import Library, LibraryError, LibraryItem, check_key
 from .names import file_stem
-from .training import DEFAULT_LR, METHODS
+from .config import DEFAULT_LR, METHODS
 
 log = logging.getLogger(__name__)
 
@@ -371,7 +371,7 @@ class JobManager:
         Raises Busy (another job runs), JobError (no upload, a job of yours runs) or ValueError
         naming the field (settings out of bounds or over the caps)."""
         from .registry import clean_label
-        from .training import TrainConfig
+        from .config import TrainConfig
 
         _check_owner(owner)
         label = clean_label(label)
@@ -626,7 +626,7 @@ class JobManager:
     def check_settings(self, settings: dict[str, Any]) -> None:
         """Raise ValueError naming the first bad field, as `start` would: this app's caps, then
         TrainConfig's own rules (before anything is uploaded or started)."""
-        from .training import TrainConfig
+        from .config import TrainConfig
 
         bad = sorted(set(settings) & set(MANAGED))
         if bad:
@@ -1053,7 +1053,7 @@ def _describe(exc: BaseException) -> dict[str, str]:
     """The error event: messages written for users pass as they are; others get a prefix."""
     try:
         from .checkpoints import SaveError
-        from .training import TrainingDiverged
+        from .events import TrainingDiverged
         from textgen.loading import ModelLoadError
 
         clear: tuple[type, ...] = (ValueError, SaveError, ModelLoadError, TrainingDiverged)  # DataError, OutputError
@@ -1070,7 +1070,8 @@ def _describe(exc: BaseException) -> dict[str, str]:
 def _train(spec: dict[str, Any], events: _EventWriter, stop: threading.Event):
     import transformers
 
-    from .training import TrainConfig, train
+    from .config import TrainConfig
+    from .training import train
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()

@@ -23,7 +23,7 @@ from .checkpoints import RunDir
 from .dataset import LengthGroupedSampler
 from .packing import PackedDataset, PackedSampler
 from .methods import unwrap
-from .training import TrainingDiverged
+from .events import TrainingDiverged
 
 SAMPLE_TOKENS = 48  # new tokens per sample text shown at each evaluation
 SAMPLE_SECONDS = 30.0

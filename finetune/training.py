@@ -15,7 +15,8 @@ Callbacks are plain objects with any of `on_start(info)`, `on_step(step, max_ste
 elapsed)`, `on_eval(step, eval_loss, samples)`, `on_end(result)` (see `Progress`), or plain
 functions, which receive a `TrainEvent`. They run in the training thread, on the main process.
 
-Importing this module is cheap (no torch): the CLI builds its flags from `TrainConfig`.
+Settings are `finetune.config`'s, events and errors `finetune.events`'. Importing this module is
+cheap (no torch).
 """
 from __future__ import annotations
 
@@ -25,313 +26,16 @@ import json
 import math
 import os
 import random
-import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-METHODS = ("full", "last-n", "head", "lora")
-SCRATCH = "scratch"
-SCRATCH_PRESETS = ("tiny", "small", "base", "poems")  # finetune.scratch.PRESETS
-DEFAULT_LR = {"full": 5e-5, "last-n": 1e-4, "head": 5e-4, "lora": 3e-4, SCRATCH: 1e-3}
-MAX_EVAL_ROWS = 1000  # evaluation costs time at every eval step; a thousand rows measure enough
-EVALS_PER_RUN = 0.1  # with eval_steps=0: evaluate (and checkpoint) every 10% of the run
-LOGS_PER_RUN = 0.01  # a loss point every 1% of the run (every step in short runs)
-PACKED_ROW_TOKENS = 4096  # with --pack, rows are cut into windows only beyond this (blocks cut them anyway)
-WARMUP = 0.05  # share of steps with a linear learning-rate warmup
-_REVISION = re.compile(r"[\w.\-/]{1,128}")
-# Settings a resumed run must share with the run it continues (the rest may change).
-RESUME_FIELDS = ("base", "revision", "config", "method", "last_n", "lora_r", "lora_alpha", "max_length",
-                 "batch_size", "eval_ratio", "seed", "keywords", "train_on_prompt", "insert_keywords",
-                 "insert_from", "insert_words")
-
-
-def _spec(default: Any = None, help: str = "", *, low: float | None = None, high: float | None = None,
-          low_open: bool = False, choices: tuple | None = None, required: bool = False):
-    meta = {"help": help, "min": low, "max": high, "low_open": low_open, "choices": choices}
-    if required:
-        return field(metadata={**meta, "required": True})
-    return field(default=default, metadata=meta)
-
-
-@dataclass
-class TrainConfig:
-    """Everything a fine-tuning run needs; the CLI's flags and the UI's limits come from here."""
-
-    data: str = _spec(help="corpus file: CSV, TSV or JSONL with title, keywords and text", required=True)
-    out: str = _spec(help="folder to write the fine-tuned model to (created; replaced only if it "
-                          "holds a previous textgen model)", required=True)
-    base: str = _spec("auto", "model to start from: auto (built-in model for the corpus language), "
-                              "a built-in name, a local folder, a hub id, or scratch")
-    name: str = _spec("", "the model's name, the title of its card (any script; empty: the --out folder's name)")
-    revision: str = _spec("", "hub revision of --base: a commit hash (pins the weights), tag or branch; "
-                              "empty: the repo's default branch")
-    config: str = _spec("small", "size of the model with --base scratch", choices=SCRATCH_PRESETS)
-    method: str = _spec("full", "what trains: full (all weights), last-n (last N blocks), "
-                                "head (output layer only), lora (adapters, merged on save)", choices=METHODS)
-    last_n: int = _spec(6, "blocks to train with --method last-n", low=1, high=96)
-    lora_r: int = _spec(8, "LoRA rank with --method lora", low=1, high=256)
-    lora_alpha: float = _spec(16.0, "LoRA scale (alpha) with --method lora", low=0.0, high=1024.0, low_open=True)
-    epochs: float = _spec(3.0, "passes over the training data", low=0.0, high=1000.0, low_open=True)
-    max_steps: int = _spec(0, "stop after this many optimizer steps (0: run all epochs)", low=0, high=10**7)
-    steps_cap: bool = _spec(False, "with --max-steps: stop after the epochs or at max_steps, whichever "
-                                   "comes first (without it, max_steps replaces the epochs)")
-    lr: float | None = _spec(None, "peak learning rate (empty: per method, "
-                                   + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")",
-                             low=0.0, high=1.0, low_open=True)
-    batch_size: int = _spec(8, "examples per step and process", low=1, high=1024)
-    max_length: int = _spec(512, "tokens per example, prompt included; longer texts become "
-                                 "several windows", low=32, high=8192)
-    eval_ratio: float = _spec(0.1, "share of rows held out to measure eval loss and perplexity "
-                                   f"(at most {MAX_EVAL_ROWS} rows)", low=0.0, high=0.5)
-    seed: int = _spec(0, "random seed: same seed and data give the same run", low=0, high=2**32 - 1)
-    keywords: str = _spec("column", "column: use the keywords column (extract where empty); "
-                                    "auto: always extract keywords from the text", choices=("column", "auto"))
-    resume: bool = _spec(False, "continue from the last complete checkpoint of an interrupted run")
-    train_on_prompt: bool = _spec(False, "also train on the title and keywords, not only on the text")
-    insert_keywords: float = _spec(0.0, "share of training examples that also get 1-3 keywords of other rows, "
-                                        "put into the text and the keywords: teaches the model to write "
-                                        "the keywords it is given", low=0.0, high=1.0)
-    insert_from: str = _spec("keywords", "what --insert-keywords borrows: keywords (other rows' keywords), "
-                                         "random (random words of the texts; for Chinese, made-up words of "
-                                         "2-3 of its characters) or words (words of --insert-words)",
-                             choices=("keywords", "random", "words"))
-    insert_words: str = _spec("", "with --insert-from words: a UTF-8 text file of words to borrow, one per "
-                                  "line (text after a tab is ignored), e.g. the vocabulary your users will type")
-    pack: bool = _spec(False, "lay the training examples end to end in blocks of --max-length tokens (no "
-                              "padding, one shape): much faster pretraining from scratch on many short rows")
-    eval_steps: int = _spec(0, "evaluate every N steps (0: every 10% of the run)", low=0, high=10**7)
-    save_steps: int = _spec(0, "checkpoint every N steps (0: at every evaluation)", low=0, high=10**7)
-    samples: int = _spec(2, "sample texts generated at each evaluation", low=0, high=8)
-    device: str = _spec("auto", "auto (CUDA when present), cpu or cuda", choices=("auto", "cpu", "cuda"))
-    precision: str = _spec("auto", "auto: bf16 autocast on GPUs and CPUs with native bf16, else fp32",
-                           choices=("auto", "fp32", "bf16", "fp16"))
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            _check_field(self, f)
-        for name in ("data", "out", "base"):
-            if not str(getattr(self, name)).strip():
-                raise ValueError(f"{name}: must not be empty")
-        self.data, self.out = str(self.data), str(self.out)
-        if self.revision and (not _REVISION.fullmatch(self.revision) or ".." in self.revision):
-            raise ValueError(f"revision: must be a commit hash, tag or branch name (letters, digits, "
-                             f"'.', '-', '_', '/'), got {self.revision!r}")
-        if self.insert_from == "words" and self.insert_keywords > 0 and not str(self.insert_words).strip():
-            raise ValueError("insert_words: --insert-from words needs a word list file (one word per line)")
-        self.insert_words = str(self.insert_words)
-        if self.base == SCRATCH and self.method != "full":
-            raise ValueError(f"method: a model trained from scratch has no trained weights to keep; "
-                             f"use --method full, not {self.method!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def learning_rate(self) -> float:
-        if self.lr is not None:
-            return self.lr
-        return DEFAULT_LR[SCRATCH if self.base == SCRATCH else self.method]
-
-
-def _check_field(config: TrainConfig, f) -> None:
-    value, meta, kind = getattr(config, f.name), f.metadata, str(f.type)
-    if meta["choices"] is not None:
-        if value not in meta["choices"]:
-            raise ValueError(f"{f.name}: must be one of {', '.join(meta['choices'])}, got {value!r}")
-        return
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise ValueError(f"{f.name}: must be true or false, got {value!r}")
-        return
-    if kind == "str":
-        if not isinstance(value, (str, Path)):
-            raise ValueError(f"{f.name}: must be text, got {type(value).__name__}")
-        return
-    if value is None and "None" in kind:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{f.name}: must be a number, got {value!r}")
-    if kind.startswith("int"):
-        if float(value) != int(value):
-            raise ValueError(f"{f.name}: must be a whole number, got {value!r}")
-        value = int(value)
-    else:
-        value = float(value)
-    setattr(config, f.name, value)
-    low, high = meta["min"], meta["max"]
-    if (meta["low_open"] and value <= low) or value < low or value > high:
-        bound = ">" if meta["low_open"] else ">="
-        raise ValueError(f"{f.name}: must be {bound} {low:g} and <= {high:g}, got {value!r}")
-
-
-def config_specs() -> dict[str, dict[str, Any]]:
-    """Default, type, help and bounds of every TrainConfig field, for CLIs and UIs."""
-    from dataclasses import MISSING
-
-    return {f.name: {"default": None if f.default is MISSING else f.default, "type": str(f.type),
-                     "required": f.metadata.get("required", False), **f.metadata} for f in fields(TrainConfig)}
-
-
-# -- errors, events, results ------------------------------------------------------------------
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite, or the eval loss rose far above its start; nothing
-    was published."""
-
-    def __init__(self, step: int, loss: float, during: str = "training", start: float | None = None) -> None:
-        what = (f"the {during} loss was {loss}" if start is None else
-                f"the eval loss rose from {start:.3f} before training to {loss:.3f}")
-        super().__init__(f"training diverged: {what} at step {step}; nothing was saved as a model. "
-                         "Lower the learning rate (--lr) and start again. 训练发散：请降低学习率后重试。")
-        self.step, self.loss = step, loss
-
-
-@dataclass
-class RunInfo:
-    """What on_start receives: the shape of the run before its first step."""
-
-    max_steps: int
-    start_step: int  # > 0 when resuming
-    rows_used: int
-    eval_rows: int
-    train_windows: int
-    rows_split: int
-    trainable_params: int
-    total_params: int
-    method: str
-    base: str
-    device: str
-    precision: str
-    world_size: int
-    notes: list[str]
-    sample_prompts: list[tuple[str, list[str]]]  # (title, keywords) of the texts on_eval receives
-
-
-@dataclass
-class TrainEvent:
-    """What a plain-function callback receives; `kind` is start, step, eval or end."""
-
-    kind: str
-    step: int = 0
-    max_steps: int = 0
-    loss: float | None = None
-    lr: float | None = None
-    elapsed: float | None = None
-    eval_loss: float | None = None
-    samples: list[str] = field(default_factory=list)
-    info: RunInfo | None = None
-    result: "TrainResult | None" = None
-
-
-class Progress(Protocol):
-    """Callback methods train() calls; implement any subset."""
-
-    def on_start(self, info: RunInfo) -> None: ...
-    def on_step(self, step: int, max_steps: int, loss: float, lr: float, elapsed: float) -> None: ...
-    def on_eval(self, step: int, eval_loss: float, samples: list[str]) -> None: ...
-    def on_end(self, result: "TrainResult") -> None: ...
-
-
-@dataclass
-class TrainResult:
-    """What a run did; `summary()` is what the CLI prints."""
-
-    output_dir: str | None  # None when the run was stopped before the end
-    stopped: bool
-    checkpoint: str | None  # the checkpoint to resume from, when stopped
-    global_step: int
-    max_steps: int
-    epochs: float
-    train_loss: float | None
-    eval_loss: float | None
-    perplexity: float | None
-    data: str
-    language: str
-    keywords_source: str
-    rows_total: int
-    rows_used: int
-    rows_dropped: dict[str, int]
-    eval_rows: int
-    train_windows: int
-    rows_split: int
-    tokens_trained: int
-    elapsed_s: float
-    base: str
-    scratch: bool
-    method: str
-    trained: str
-    trainable_params: int
-    total_params: int
-    lr: float
-    precision: str
-    device: str
-    world_size: int
-    samples: list[dict[str, Any]]
-    notes: list[str]
-    name: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def summary(self) -> str:
-        dropped = ", ".join(f"{n} {why}" for why, n in self.rows_dropped.items())
-        lines = [
-            f"rows: {self.rows_used} used of {self.rows_total}" + (f" (dropped: {dropped})" if dropped else "")
-            + f"; {self.eval_rows} held out for evaluation",
-            f"windows: {self.train_windows} training examples; {self.rows_split} long texts were split "
-            "into several windows",
-            f"method: {self.method}, {self.trainable_params:,} of {self.total_params:,} parameters trained "
-            f"({self.trained})",
-            f"tokens trained: {self.tokens_trained:,} (non-padding) in {self.global_step} steps, "
-            f"{self.epochs:.2f} epochs; {self.precision} on {self.device}"
-            + (f" x{self.world_size}" if self.world_size > 1 else ""),
-        ]
-        if self.eval_loss is not None:
-            lines.append(f"eval loss: {self.eval_loss:.4f}, perplexity: {self.perplexity:.2f}")
-        lines.append(f"time: {_duration(self.elapsed_s)}")
-        lines += [f"note: {n}" for n in self.notes]
-        if self.stopped:
-            lines.append(f"stopped at step {self.global_step} of {self.max_steps}; checkpoint kept at "
-                         f"{self.checkpoint}: run the same command with --resume to continue")
-        else:
-            lines.append(f"model: {self.output_dir}")
-        return "\n".join(lines)
-
-
-def _duration(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s" if m else f"{seconds:.1f}s"
-
-
-class _Listeners:
-    """Calls each callback's method for an event, or the callback itself with a TrainEvent."""
-
-    _METHODS = {"start": "on_start", "step": "on_step", "eval": "on_eval", "end": "on_end"}
-
-    def __init__(self, callbacks: Iterable[Any]) -> None:
-        self.callbacks = list(callbacks)
-
-    def __call__(self, kind: str, **data: Any) -> None:
-        for cb in self.callbacks:
-            method = getattr(cb, self._METHODS[kind], None)
-            if method is not None:
-                method(*self._args(kind, data))
-            elif callable(cb) and not any(hasattr(cb, m) for m in self._METHODS.values()):
-                cb(TrainEvent(kind=kind, **data))
-
-    @staticmethod
-    def _args(kind: str, d: dict[str, Any]) -> tuple:
-        if kind == "start":
-            return (d["info"],)
-        if kind == "step":
-            return d["step"], d["max_steps"], d["loss"], d["lr"], d["elapsed"]
-        if kind == "eval":
-            return d["step"], d["eval_loss"], d["samples"]
-        return (d["result"],)
+from .config import (EVALS_PER_RUN, LOGS_PER_RUN, MAX_EVAL_ROWS, PACKED_ROW_TOKENS, RESUME_FIELDS, SCRATCH,
+                     WARMUP, TrainConfig)
+from .events import Listeners, RunInfo, TrainResult
 
 
 def _stop_function(should_stop: Callable[[], bool] | threading.Event | None) -> Callable[[], bool] | None:
@@ -356,7 +60,7 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = (),
     from .checkpoints import RunDir, check_out, remove_stale_temporaries, run_dir_for
     from .data import load_corpus
 
-    listeners = _Listeners(callbacks)
+    listeners = Listeners(callbacks)
     stop = _stop_function(should_stop)
     started = time.perf_counter()
     rows, report = load_corpus(config.data, keywords=config.keywords)
@@ -610,7 +314,7 @@ def _prepare(config: TrainConfig, base, report, train_rows, eval_rows, notes: li
     return _Parts(model, tokenizer, fmt, method, base_name, train_ds, eval_ds, dropped, prompts, report, notes)
 
 
-def _make_trainer(config: TrainConfig, args, run, parts: _Parts, listeners: _Listeners, stop):
+def _make_trainer(config: TrainConfig, args, run, parts: _Parts, listeners: Listeners, stop):
     from transformers import PrinterCallback
     from transformers.trainer_utils import IntervalStrategy
 
@@ -677,7 +381,7 @@ def _finish(config: TrainConfig, trainer, bridge, output, parts: _Parts, run, ou
     return result
 
 
-def _with_info(listeners: _Listeners, info: RunInfo) -> Callable[..., None]:
+def _with_info(listeners: Listeners, info: RunInfo) -> Callable[..., None]:
     """The Bridge knows steps, not the run's statistics: complete its start event here."""
 
     def emit(kind: str, **data: Any) -> None:

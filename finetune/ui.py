@@ -641,7 +641,7 @@ def _spec_slider(spec: dict, name: str, label: str, *, value: float, high: float
 
 def build_tab(*, registry: ModelRegistry, generate: Any) -> FinetuneTab:
     """The tab's layout and events; call inside ``with gr.Tabs():`` of the app's Blocks."""
-    from .training import config_specs
+    from .config import config_specs
 
     spec = config_specs()
     manager = make_manager(registry)

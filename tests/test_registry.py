@@ -313,7 +313,8 @@ def test_hub_model_loads_its_pinned_commit_for_generation_and_fine_tuning(tmp_pa
     script = f"""
 import sys
 from finetune.registry import ModelRegistry
-from finetune.training import TrainConfig, _load_base
+from finetune.config import TrainConfig
+from finetune.training import _load_base
 from textgen.loading import load
 
 reg = ModelRegistry({str(home)!r}, builtins=False)
@@ -337,7 +338,7 @@ print("finetune", loaded.model.config.layer_norm_epsilon, name)
 
 
 def test_bad_revision_is_refused_naming_the_field():
-    from finetune.training import TrainConfig
+    from finetune.config import TrainConfig
 
     for bad in ("../main", "a b", "x" * 129, "main;rm"):
         with pytest.raises(ValueError, match=r"^revision: "):

@@ -24,7 +24,7 @@ from finetune import TrainConfig, train
 from finetune.checkpoints import CHECKPOINT_MARKER, COMPLETE_MARKER, RUN_MARKER, SaveError, publish
 from finetune.data import DataError
 from finetune.dataset import IGNORE_INDEX, Collator, ExampleDataset, plan_windows
-from finetune.training import TrainingDiverged
+from finetune.events import TrainingDiverged
 from textgen.prompt import PromptFormat, encode_example, token_ids
 
 REPO = Path(__file__).resolve().parent.parent
@@ -146,7 +146,7 @@ def test_base_without_our_format_gets_it_and_trains_the_new_token_rows(tmp_path,
     result = train(config(tmp_path, plain_bpe_model_dir, method=method, samples=0, lr=1e-2))
     out = Path(result.output_dir)
     assert_loads(out)
-    assert PromptFormat.load(out) == PromptFormat()
+    assert dataclasses.replace(PromptFormat.load(out), text_tokens=0) == PromptFormat()
     before, after = weights(plain_bpe_model_dir), weights(out)
     wte_before, wte_after = before["transformer.wte.weight"], after["transformer.wte.weight"]
     old = wte_before.shape[0]
