@@ -7,6 +7,10 @@ Heavy modules (torch, transformers) load only when a name is first used:
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent  # the checkout: assets/, runs/, app.py
+
 _LAZY = {
     "TrainConfig": "finetune.config",
     "train": "finetune.training",

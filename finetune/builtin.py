@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-ROOT = Path(__file__).resolve().parent.parent
+from . import REPO_ROOT
+
 MAX_BYTES = 10 * 1024 * 1024  # per file
 SHARD_SIZE = "9MB"
 NGRAM = 8
@@ -527,8 +528,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if path is not None and not path.exists():
             parser.error(f"{flag}: {path} does not exist")
     recipe = RECIPES[args.language]
-    out = args.out or ROOT / "assets" / "models" / recipe.name
-    work = args.work or ROOT / "runs" / f"builtin-{args.language}"
+    out = args.out or REPO_ROOT / "assets" / "models" / recipe.name
+    work = args.work or REPO_ROOT / "runs" / f"builtin-{args.language}"
     if args.card_only:
         rewrite_card(args.language, out)
         return 0

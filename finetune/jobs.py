@@ -61,12 +61,12 @@ from pathlib import Path
 from typing import Any
 
 from .library import Library, LibraryError, LibraryItem, check_key
+from . import REPO_ROOT
 from .names import file_stem
 from .config import DEFAULT_LR, METHODS
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 JOBS_DIR = "finetune"
 EVENTS, SPEC, STATE, LOG, OWNER = "events.jsonl", "spec.json", "state.json", "worker.log", "owner.json"
 LOCK = ".train.lock"

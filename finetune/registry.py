@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from . import REPO_ROOT
+
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 MAX_LABEL_CHARS = 60
 FAILED_LOAD_TTL_S = 120.0  # a failed load is answered from memory this long, then tried again
 
