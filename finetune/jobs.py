@@ -60,10 +60,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .library import Library, LibraryError, LibraryItem, check_key
 from . import REPO_ROOT
-from .names import file_stem
 from .config import DEFAULT_LR, METHODS
+from .library import Library, LibraryError, LibraryItem, check_key
+from .names import file_stem
 
 log = logging.getLogger(__name__)
 

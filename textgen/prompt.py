@@ -46,8 +46,8 @@ class PromptFormat:
     pad: str = "[PAD]"
     keyword_joiner: str = KEYWORD_JOINER
     version: int = FORMAT_VERSION
-    # Tokens that three in four of the model's training texts reach (0: not recorded). Where a
-    # request gives no length, soft and guaranteed keywords are placed within it, where the
+    # Tokens that three in four of the model's training texts reach (0: not recorded). Soft and
+    # guaranteed keywords are placed within it (or within the budget, where shorter), where the
     # text is most likely still going (`textgen.constraints.KeywordProcessor`).
     text_tokens: int = 0
 
