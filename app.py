@@ -1,9 +1,10 @@
 """textgen web app: write texts from a title and keywords. Run `python app.py`.
 
 Tabs: "Generate 生成" (this file); "Fine-tune 微调" from `finetune/ui.py`: `build_app` calls
-``finetune.ui.build_tab(registry=..., generate=...)`` inside the `gr.Tabs()` context; the tab opens its own ``with gr.Tab(...)``, may register models with
-``registry.register_finetuned(...)`` and refresh the Generate tab's model list by outputting
-``generate.refresh_models(request)`` to ``generate.model``.
+``finetune.ui.build_tab(registry=..., generate=...)`` inside the `gr.Tabs()` context; the tab
+opens its own ``with gr.Tab(...)``, may register models with ``registry.register_finetuned(...)``
+and refresh the Generate tab's model list by outputting ``generate.refresh_models(request)`` to
+``generate.model``.
 
 API: ``Client(url).predict(title="Storm", keywords=["sea", "night"], api_name="/generate")``
 returns ``Result.to_dict()``; every other input is optional (see `build_app`).
