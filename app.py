@@ -1,7 +1,7 @@
 """textgen web app: write texts from a title and keywords. Run `python app.py`.
 
-Tabs: "Generate 生成" (this file); "Fine-tune 微调" from `finetune/ui.py`: `build_app` calls
-``finetune.ui.build_tab(registry=..., generate=...)`` inside the `gr.Tabs()` context; the tab
+Tabs: "Generate 生成" (this file); "Fine-tune 微调" from `finetune/web/ui.py`: `build_app` calls
+``finetune.web.ui.build_tab(registry=..., generate=...)`` inside the `gr.Tabs()` context; the tab
 opens its own ``with gr.Tab(...)``, may register models with ``registry.register_finetuned(...)``
 and refresh the Generate tab's model list by outputting ``generate.refresh_models(request)`` to
 ``generate.model``.
@@ -39,7 +39,7 @@ from typing import Any, Iterator, Sequence
 
 import gradio as gr
 
-from finetune.registry import ModelEntry, ModelRegistry, UnknownModelError, owner_from_request
+from finetune.web.registry import ModelEntry, ModelRegistry, UnknownModelError, owner_from_request
 from textgen.coverage import Span, coverage
 from textgen.keywords import MAX_KEYWORDS, parse_keywords
 from textgen.loading import BUILTIN_DIR, ModelLoadError
@@ -872,7 +872,7 @@ def _api_endpoint(handlers: GenerateHandlers, registry: ModelRegistry, *, concur
 
 
 def _add_finetune_tab(registry: ModelRegistry, generate: GenerateTab) -> None:
-    from finetune.ui import build_tab
+    from finetune.web.ui import build_tab
 
     build_tab(registry=registry, generate=generate)
 
@@ -921,7 +921,7 @@ def launch_kwargs(registry: ModelRegistry, *, session_capacity: int = SESSION_CA
     """Options for `demo.launch`; the server name and port come from GRADIO_SERVER_* env vars."""
     from starlette.middleware import Middleware
 
-    from finetune.upload_quota import UploadQuota
+    from finetune.web.upload_quota import UploadQuota
 
     quota = Middleware(UploadQuota, folder=gr.utils.get_upload_folder(),
                        limit_bytes=int(upload_limit_mb * 2**20))

@@ -14,7 +14,7 @@ Both recipes train the same model on the same rows, batch size 8, one process ea
 
 Model: GPT-2, 6 blocks x 512 wide, 8 heads, 1,024 positions, random init, with a byte-level
 BPE of 8,000 tokens trained on the corpus (`finetune.scratch`); 22.5M parameters.
-Corpora: "short" = the fortunes-zh poems (`finetune.corpora.build("zh")`, ~45 characters
+Corpora: "short" = the fortunes-zh poems (`finetune.builtin.debian.build("zh")`, ~45 characters
 each); "long" = the same poems joined 40 to a row (~1,800 characters, over 1,024 tokens).
 
 Measured: non-padding tokens trained per second (Trainer's `num_input_tokens_seen`, over
@@ -44,7 +44,7 @@ POEMS_PER_LONG_ROW = 40
 
 # -- setup (parent process) -------------------------------------------------------------------------
 def write_corpora(folder: Path) -> dict[str, Path]:
-    from finetune.corpora import build
+    from finetune.builtin.debian import build
 
     rows = build("zh")
     short = folder / "short.csv"

@@ -34,7 +34,7 @@ Reported per language, pool and mode:
 
 Models: the built-in ones ("auto") when assets/models/textgen-{en,zh} exist; else a
 stand-in is trained here once (a 2-layer, 128-wide GPT-2 on the built-in corpora from
-`finetune.corpora`, tokenizer from `finetune.scratch`, --train-seconds per language) and kept
+`finetune.builtin.debian`, tokenizer from `finetune.scratch`, --train-seconds per language) and kept
 in --standin-dir. Generator picks the dtype as it does by default (bf16 on CPUs with native
 bf16, else fp32).
 """
@@ -111,7 +111,7 @@ def english_short_pools() -> tuple[list[str], list[str], list[str]]:
 
 def chinese_pool() -> list[str]:
     """The most frequent two-character words of jieba's dictionary."""
-    from finetune.corpora import jieba_top_words
+    from finetune.builtin.words import jieba_top_words
 
     return jieba_top_words(TOP_ZH_WORDS)
 
@@ -186,7 +186,7 @@ def train_standin(folder: Path, language: str, seconds: float) -> Path:
     """A small GPT-2 trained for `seconds` on the built-in corpus of `language`."""
     import torch
 
-    from finetune.corpora import build
+    from finetune.builtin.debian import build
     from finetune.scratch import ScratchConfig, init_scratch_model, save_scratch, train_tokenizer
     from textgen.keywords import parse_keywords
     from textgen.prompt import PromptFormat, encode_example, token_ids

@@ -66,7 +66,7 @@ class StepClock:
 
 
 def rows_for(language: str, tmp: Path, count: int):
-    from finetune.upstream import read_chinese_poetry, read_wikiextractor
+    from finetune.builtin.upstream import read_chinese_poetry, read_wikiextractor
 
     if language == "zh":
         root = unpack("chinese-poetry.tar.xz", tmp / "cp", re.compile(r"poet\.tang\.[0-9]000\.simplified\.json$"))
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    from finetune.corpora import write_csv
+    from finetune.builtin.rows import write_csv
     from textgen.device import cpu_has_fast_bf16
 
     dtype = torch.bfloat16 if cpu_has_fast_bf16() else torch.float32

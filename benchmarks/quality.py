@@ -38,7 +38,8 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.machine import cpu_kind
-from finetune.builtin import QUALITY_HEADING, ngrams, units_of
+from finetune.builtin.card import QUALITY_HEADING
+from finetune.builtin.metrics import ngrams, units_of
 
 REPO = Path(__file__).resolve().parent.parent
 CORPORA = REPO.parent / "shared" / "corpora"
@@ -74,7 +75,7 @@ def nonword_rate(texts: list[str], words: set[str]) -> tuple[float, int]:
 
 def poem_shape(text: str) -> tuple[bool, bool]:
     """(regular: 4 or 8 lines, all of 5 or all of 7 characters, ended; regular and its even lines rhyme)."""
-    from finetune.upstream import poem_shape as regular_shape
+    from finetune.builtin.upstream import poem_shape as regular_shape
     from textgen.forms import rhyme_group
 
     body = text.strip()
@@ -112,7 +113,7 @@ def per_unit_perplexity(gen, docs: list[tuple[str, list[str], str]], language: s
 def held_out(language: str, tmp: Path, count: int) -> list[tuple[str, list[str], str]]:
     """(title, keywords, text) of texts none of the new models trained on."""
     from finetune.extract import extract_keywords
-    from finetune.upstream import read_chinese_poetry, read_wikiextractor
+    from finetune.builtin.upstream import read_chinese_poetry, read_wikiextractor
 
     if language == "en":
         root = unpack("enwiki-AB.tar.xz", tmp / "enwiki-AB", re.compile(r"wiki_0\d$"))
@@ -159,8 +160,8 @@ def score(language: str, texts: list[str], words, train_grams: set | None) -> di
 
 
 def training_grams(language: str, tmp: Path) -> set:
-    from finetune.builtin import RECIPES
-    from finetune.upstream import read_corpus
+    from finetune.builtin.recipes import RECIPES
+    from finetune.builtin.upstream import read_corpus
 
     recipe = RECIPES[language]
     if language == "en":

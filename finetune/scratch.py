@@ -5,7 +5,7 @@
 writes a folder that `AutoTokenizer` / `AutoModelForCausalLM.from_pretrained` load and that
 fine-tuning takes as its base model:
 
->>> from finetune.scratch import ScratchConfig, train_tokenizer, init_scratch_model, save_scratch
+>>> from .scratch import ScratchConfig, train_tokenizer, init_scratch_model, save_scratch
 >>> tok = train_tokenizer(texts, vocab_size=4096, out_dir="runs/zh-base", language="zh")  # doctest: +SKIP
 >>> model = init_scratch_model(tok, ScratchConfig.preset("small"))                       # doctest: +SKIP
 >>> save_scratch(model, tok, "runs/zh-base")                                              # doctest: +SKIP

@@ -1,6 +1,6 @@
 """Fine-tune a GPT-2 on a corpus: ``train(TrainConfig(...), callbacks=[...]) -> TrainResult``.
 
->>> from finetune import TrainConfig, train
+>>> from . import TrainConfig, train
 >>> config = TrainConfig(data="poems.csv", out="runs/poems", method="lora", epochs=2)  # doctest: +SKIP
 >>> result = train(config, callbacks=[my_progress], should_stop=stop_event)           # doctest: +SKIP
 >>> result.output_dir, result.eval_loss, result.perplexity                             # doctest: +SKIP

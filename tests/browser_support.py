@@ -48,7 +48,7 @@ def browser():
 @pytest.fixture(scope="module")
 def app_registry(bpe_model_dir, bert_zh_model_dir, tmp_path_factory):
     """A fresh app home per module offering the two tiny test models, no built-ins."""
-    from finetune.registry import ModelRegistry
+    from finetune.web.registry import ModelRegistry
 
     return ModelRegistry(tmp_path_factory.mktemp("home"), extra=[bpe_model_dir, bert_zh_model_dir],
                          builtins=False)

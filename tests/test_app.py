@@ -20,8 +20,8 @@ import httpx  # noqa: E402
 from gradio_client import Client  # noqa: E402
 
 import app  # noqa: E402
-from finetune.hub_status import HubStatus  # noqa: E402
-from finetune.registry import ModelRegistry  # noqa: E402
+from finetune.web.hub_status import HubStatus  # noqa: E402
+from finetune.web.registry import ModelRegistry  # noqa: E402
 from textgen import ModelLoadError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -555,8 +555,8 @@ def test_finetune_tab_plugs_in(tmp_path, monkeypatch):
     import types
 
     seen = {}
-    fake = types.ModuleType("finetune.ui")
-    fake.__spec__ = importlib.machinery.ModuleSpec("finetune.ui", None)
+    fake = types.ModuleType("finetune.web.ui")
+    fake.__spec__ = importlib.machinery.ModuleSpec("finetune.web.ui", None)
 
     def build_tab(*, registry, generate):
         seen.update(registry=registry, generate=generate)
@@ -564,7 +564,7 @@ def test_finetune_tab_plugs_in(tmp_path, monkeypatch):
             gr.Button("Train").click(generate.refresh_models, None, generate.model)
 
     fake.build_tab = build_tab
-    monkeypatch.setitem(sys.modules, "finetune.ui", fake)
+    monkeypatch.setitem(sys.modules, "finetune.web.ui", fake)
     reg = ModelRegistry(tmp_path, builtins=False)
     demo = app.build_app(reg, modes=["off"])
     assert seen["registry"] is reg and isinstance(seen["generate"].model, gr.Dropdown)

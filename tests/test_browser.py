@@ -260,8 +260,8 @@ class _Scripted:
 @pytest.fixture()
 def scripted_app(browser, tmp_path, monkeypatch):
     """An app whose "gpt2" entry is a `_Scripted` model; yields (page, models by fail_after)."""
-    from finetune.hub_status import HubStatus
-    from finetune.registry import ModelRegistry
+    from finetune.web.hub_status import HubStatus
+    from finetune.web.registry import ModelRegistry
 
     models = {"gpt2": _Scripted(), "distilgpt2": _Scripted(fail_after=5)}
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
@@ -357,8 +357,8 @@ def test_a_failed_generation_keeps_what_was_written_and_says_so(scripted_app):
 
 
 def test_an_unreachable_hub_model_ends_in_a_clear_state(browser, tmp_path, monkeypatch):
-    from finetune.hub_status import HubStatus
-    from finetune.registry import ModelRegistry
+    from finetune.web.hub_status import HubStatus
+    from finetune.web.registry import ModelRegistry
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     reg = ModelRegistry(tmp_path, builtins=False, hub_status=HubStatus(probe=lambda: False))

@@ -14,7 +14,7 @@ pytestmark = NEEDS_CHROMIUM
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     import app
-    from finetune.registry import ModelRegistry
+    from finetune.web.registry import ModelRegistry
 
     registry = ModelRegistry(tmp_path_factory.mktemp("home"))
     demo = app.build_app(registry)

@@ -24,8 +24,8 @@ LONG_RUN_STEPS = 20_000
 @pytest.fixture(scope="module")
 def server(app_registry):
     import app
-    import finetune.ui as ui
-    from finetune.jobs import JobManager
+    import finetune.web.ui as ui
+    from finetune.web.jobs import JobManager
 
     managers = []
     original = ui.make_manager
@@ -245,8 +245,8 @@ def test_a_spreadsheet_is_refused_with_how_to_save_it(page, tmp_path):
 
 def _server_on(registry, port: int):
     import app
-    import finetune.ui as ui
-    from finetune.jobs import JobManager
+    import finetune.web.ui as ui
+    from finetune.web.jobs import JobManager
 
     managers = []
     original = ui.make_manager
@@ -282,7 +282,7 @@ def test_my_models_are_kept_across_reloads_and_restarts_for_this_browser_only(
         browser, bpe_model_dir, corpus, tmp_path):
     import socket
 
-    from finetune.registry import ModelRegistry
+    from finetune.web.registry import ModelRegistry
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

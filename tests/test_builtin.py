@@ -83,7 +83,7 @@ def test_cli_quickstart_on_builtin_model():
 
 @pytest.mark.parametrize("flag", ["--corpus", "--words", "--stage1", "--corpus-dir"])
 def test_rebuild_refuses_a_missing_input_naming_the_flag(tmp_path, flag, capsys):
-    from finetune.builtin import main
+    from finetune.builtin.cli import main
 
     with pytest.raises(SystemExit) as exc:
         main(["zh", "--work", str(tmp_path / "work"), flag, str(tmp_path / "gone.csv")])

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from finetune import corpora
-from finetune.corpora import (SOURCES, Row, SourceMissingError, add_keywords, build, main, read_source,
-                              rows_from_fortunes, rows_from_jargon, rows_from_wordnet, write_csv)
+from finetune.builtin import debian, words
+from finetune.builtin.debian import SOURCES, SourceMissingError, build, main, read_source
+from finetune.builtin.fortunes import rows_from_fortunes
+from finetune.builtin.jargon import rows_from_jargon
+from finetune.builtin.rows import Row, add_keywords, write_csv
+from finetune.builtin.wordnet import rows_from_wordnet
 
 ESC = "\x1b"
 
@@ -219,7 +222,7 @@ def test_missing_source_names_the_package(tmp_path):
 def test_sources_document_licence_and_package():
     for name, source in SOURCES.items():
         assert source.package and source.licence and source.description, name
-        assert source.language in corpora.LANGUAGES
+        assert source.language in debian.LANGUAGES
         assert all(f.startswith("/") for f in source.files)
 
 
@@ -297,18 +300,18 @@ T恤\tt xu\t400
 
 
 def test_rime_word_list_keeps_chinese_words_most_frequent_first():
-    assert corpora.words_from_rime_dict(RIME_DICT) == ["经济", "发展", "计算机"]  # 1 char, 7 chars, Latin: out
-    assert corpora.words_from_rime_dict(RIME_DICT, min_chars=1, max_chars=8)[:2] == ["好", "中华人民共和国"]
+    assert words.words_from_rime_dict(RIME_DICT) == ["经济", "发展", "计算机"]  # 1 char, 7 chars, Latin: out
+    assert words.words_from_rime_dict(RIME_DICT, min_chars=1, max_chars=8)[:2] == ["好", "中华人民共和国"]
 
 
 def test_build_words_reads_the_installed_list_or_names_the_package(tmp_path):
     with pytest.raises(SourceMissingError, match="apt-get install rime-data-pinyin-simp"):
-        corpora.build_words("pinyin-simp", 10, root=tmp_path)
-    path = tmp_path / corpora.WORD_LISTS["pinyin-simp"].files[0].lstrip("/")
+        words.build_words("pinyin-simp", 10, root=tmp_path)
+    path = tmp_path / words.WORD_LISTS["pinyin-simp"].files[0].lstrip("/")
     path.parent.mkdir(parents=True)
     path.write_text(RIME_DICT, encoding="utf-8")
-    assert corpora.build_words("pinyin-simp", 2, root=tmp_path) == ["经济", "发展"]
+    assert words.build_words("pinyin-simp", 2, root=tmp_path) == ["经济", "发展"]
     with pytest.raises(ValueError, match="word list: unknown"):
-        corpora.build_words("nope", 2, root=tmp_path)
-    source = corpora.WORD_LISTS["pinyin-simp"]
+        words.build_words("nope", 2, root=tmp_path)
+    source = words.WORD_LISTS["pinyin-simp"]
     assert source.licence.startswith("Apache-2.0") and source.package == "rime-data-pinyin-simp"

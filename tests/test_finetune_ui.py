@@ -1,4 +1,4 @@
-"""The Fine-tune tab (finetune/ui.py): handlers as plain functions, then the launched app driven
+"""The Fine-tune tab (finetune/web/ui.py): handlers as plain functions, then the launched app driven
 through gradio_client: upload, a 10-step fine-tune in a worker process, then /generate with the
 new model."""
 from __future__ import annotations
@@ -20,9 +20,9 @@ import gradio as gr  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 
 import app  # noqa: E402
-import finetune.ui as ui  # noqa: E402
-from finetune.jobs import Caps, HubError, JobManager, JobView  # noqa: E402
-from finetune.registry import ModelRegistry  # noqa: E402
+import finetune.web.ui as ui  # noqa: E402
+from finetune.web.jobs import Caps, HubError, JobManager, JobView  # noqa: E402
+from finetune.web.registry import ModelRegistry  # noqa: E402
 
 STORY = ("The storm rolled over the sea at night and the sailors watched the lightning. "
          "A quiet garden in spring, with flowers opening under a pale moon. ")
@@ -236,7 +236,7 @@ def test_download_is_moved_to_a_random_cache_folder_and_push_empties_the_token(r
 
 
 def test_base_choices_hide_hub_models_when_offline(tmp_path, bpe_model_dir, monkeypatch):
-    from finetune.hub_status import HubStatus
+    from finetune.web.hub_status import HubStatus
 
     reg = ModelRegistry(tmp_path, extra=[bpe_model_dir], builtins=False, hub=True,
                         hub_status=HubStatus(probe=lambda: True))

@@ -87,7 +87,7 @@ def test_form_report_of_real_poems():
 
 def test_the_api_writes_a_poem_form_and_reports_it(bert_zh_model_dir, tmp_path):
     import app
-    from finetune.registry import ModelRegistry
+    from finetune.web.registry import ModelRegistry
 
     reg = ModelRegistry(tmp_path, extra=[bert_zh_model_dir], builtins=False, hub=False)
     h = app.GenerateHandlers(reg)

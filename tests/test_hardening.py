@@ -18,8 +18,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from gradio_client import Client  # noqa: E402
 
 import app  # noqa: E402
-from finetune.hub_status import HubStatus  # noqa: E402
-from finetune.registry import ModelRegistry  # noqa: E402
+from finetune.web.hub_status import HubStatus  # noqa: E402
+from finetune.web.registry import ModelRegistry  # noqa: E402
 from textgen.generator import Result, StreamEvent  # noqa: E402
 from textgen.params import param_specs  # noqa: E402
 

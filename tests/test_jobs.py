@@ -1,4 +1,4 @@
-"""Training jobs (finetune/jobs.py): a real worker process trains the tiny conftest model for a
+"""Training jobs (finetune/web/jobs.py): a real worker process trains the tiny conftest model for a
 few steps; stop, resume, one job at a time, a killed worker, the time cap, an app restart in
 the middle of training, uploads, zips and the Hub push when offline."""
 from __future__ import annotations
@@ -19,8 +19,8 @@ import pytest
 
 from finetune.checkpoints import CHECKPOINT_MARKER, RunDir, run_dir_for
 from finetune.data import DataError
-from finetune.jobs import EVENTS, LOCK, STATE, Busy, Caps, HubError, JobError, JobManager
-from finetune.registry import ModelRegistry
+from finetune.web.jobs import EVENTS, LOCK, STATE, Busy, Caps, HubError, JobError, JobManager
+from finetune.web.registry import ModelRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
 STORY = ("The storm rolled over the sea at night and the sailors watched the lightning. "
@@ -242,7 +242,7 @@ def test_a_diverging_run_fails_and_is_not_published(manager, registry, corpus, b
 
 
 def test_the_busy_estimate_waits_for_timed_steps():
-    from finetune.jobs import Job, _busy_message
+    from finetune.web.jobs import Job, _busy_message
 
     job = Job("j", "alice", Path("/nowhere"), "x", {}, state="running", started=time.monotonic(), max_steps=6)
     assert job.eta(Caps(max_seconds=900)) is None  # no step timed yet: not "~15 min"
@@ -272,8 +272,8 @@ def test_time_cap_stops_the_job(registry, corpus, bpe_model_dir):
 # -- the app restarts mid-training (T3) ---------------------------------------------------------
 APP = textwrap.dedent("""
     import os, sys, time
-    from finetune.jobs import JobManager
-    from finetune.registry import ModelRegistry
+    from finetune.web.jobs import JobManager
+    from finetune.web.registry import ModelRegistry
 
     home, model, corpus = sys.argv[1:4]
     registry = ModelRegistry(home, extra=[model], builtins=False, hub=False)
@@ -387,7 +387,7 @@ def test_hub_errors_become_one_clean_message_without_the_token():
     import httpx
     from huggingface_hub.errors import OfflineModeIsEnabled
 
-    from finetune.jobs import _hub_message
+    from finetune.web.jobs import _hub_message
 
     token = "hf_SECRET"
     for exc in (OfflineModeIsEnabled("offline"), httpx.ConnectError(f"refused {token}"), ConnectionError()):
@@ -398,7 +398,7 @@ def test_hub_errors_become_one_clean_message_without_the_token():
 
 
 def test_importing_jobs_loads_neither_gradio_nor_torch():
-    code = ("import sys, finetune.jobs; "
+    code = ("import sys, finetune.web.jobs; "
             "print(sorted(m for m in ('gradio', 'torch', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr

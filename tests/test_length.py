@@ -40,7 +40,7 @@ def test_generator_spends_the_length_budget_and_refuses_more_than_fits(bpe_model
 
 def test_api_takes_length_and_keeps_max_new_tokens(bpe_model_dir, tmp_path):
     import app
-    from finetune.registry import ModelRegistry
+    from finetune.web.registry import ModelRegistry
 
     reg = ModelRegistry(tmp_path, extra=[bpe_model_dir], builtins=False, hub=False)
     h = app.GenerateHandlers(reg, modes=["off"])

@@ -10,9 +10,9 @@ import zipfile
 import pytest
 from test_jobs import settings, wait_for, write_corpus
 
-from finetune.jobs import Caps, JobManager
-from finetune.library import Library, LibraryError
-from finetune.registry import ModelRegistry
+from finetune.web.jobs import Caps, JobManager
+from finetune.web.library import Library, LibraryError
+from finetune.web.registry import ModelRegistry
 
 
 def key() -> str:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from finetune import registry as registry_mod
-from finetune.registry import ModelRegistry, UnknownModelError, data_home, owner_from_request
+from finetune.web import registry as registry_mod
+from finetune.web.registry import ModelRegistry, UnknownModelError, data_home, owner_from_request
 from textgen import ModelLoadError
 
 
@@ -35,8 +35,7 @@ class CountingLoader:
 @pytest.fixture(autouse=True)
 def hub_online(monkeypatch):
     """These tests load hub entries with fake loaders: the hub counts as reachable."""
-    from finetune import hub_status
-
+    from finetune.web import hub_status
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(hub_status, "probe_hub", lambda timeout=0: True)
 
@@ -274,7 +273,7 @@ def test_owner_from_request():
 
 
 def test_registry_needs_no_gradio():
-    code = "import sys, finetune.registry; print('gradio' in sys.modules, 'torch' in sys.modules)"
+    code = "import sys, finetune.web.registry; print('gradio' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent)
     assert out.stdout.strip() == "False False"
@@ -312,7 +311,7 @@ def test_hub_model_loads_its_pinned_commit_for_generation_and_fine_tuning(tmp_pa
     _hub_cache_with_two_commits(tmp_path / "hub", "models--gpt2", bpe_model_dir, pinned, "f" * 40)
     script = f"""
 import sys
-from finetune.registry import ModelRegistry
+from finetune.web.registry import ModelRegistry
 from finetune.config import TrainConfig
 from finetune.training import _load_base
 from textgen.loading import load

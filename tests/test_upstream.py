@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from finetune.upstream import (CorpusLayoutError, PoemKeywords, poem_shape, read_chinese_poetry,
+from finetune.builtin.upstream import (CorpusLayoutError, PoemKeywords, poem_shape, read_chinese_poetry,
                                read_corpus, read_titled_folder, read_wikiextractor)
 
 JUEJU = ["床前明月光，疑是地上霜。", "举头望明月，低头思故乡。"]
@@ -250,7 +250,7 @@ def test_packed_documents_are_trained_as_if_each_stood_alone(tiny_tokenizer, tmp
 def test_tiny_build_from_fixture_wikipedia_is_sharded_and_loads_with_both_loaders(tmp_path, monkeypatch):
     from transformers import AutoModelForCausalLM
 
-    from finetune import builtin
+    from finetune.builtin import build as builtin
     from textgen import Generator
     from textgen.loading import has_weights
 
@@ -280,15 +280,14 @@ def test_tiny_build_from_fixture_wikipedia_is_sharded_and_loads_with_both_loader
 
 
 def test_rebuild_without_a_corpus_dir_says_which_corpus_it_needs(tmp_path):
-    from finetune import builtin
-
+    from finetune.builtin import build as builtin
     with pytest.raises(SystemExit, match="--corpus-dir: textgen-zh is trained on github.com/chinese-poetry"):
         builtin.build("zh", tmp_path / "out", tmp_path / "work")
 
 
 def test_cli_writes_a_csv_the_pipeline_reads_and_names_a_bad_folder(tmp_path, capsys):
     from finetune.data import load_corpus
-    from finetune.upstream import main
+    from finetune.builtin.upstream import main
 
     book = tmp_path / "luxun" / "野草"
     book.mkdir(parents=True)
@@ -301,8 +300,7 @@ def test_cli_writes_a_csv_the_pipeline_reads_and_names_a_bad_folder(tmp_path, ca
 
 
 def test_the_wall_time_budget_becomes_steps_measured_on_this_machine():
-    from finetune import builtin
-
-    recipe = dataclasses.replace(builtin.RECIPES["en"], preset="tiny", max_length=64, batch_size=2)
-    short, long = builtin.planned_steps(recipe, 1.0), builtin.planned_steps(recipe, 100.0)
+    from finetune.builtin import recipes
+    recipe = dataclasses.replace(recipes.RECIPES["en"], preset="tiny", max_length=64, batch_size=2)
+    short, long = recipes.planned_steps(recipe, 1.0), recipes.planned_steps(recipe, 100.0)
     assert 1 <= short < long and long > 50 * short / 2  # about proportional, whatever the timing noise

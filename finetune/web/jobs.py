@@ -7,7 +7,7 @@
 ('running', 12)
 >>> manager.stop(owner)           # the worker stops after this step and keeps a checkpoint  # doctest: +SKIP
 
-Why a process. Training runs ``python -m finetune.jobs JOB_FOLDER`` (`worker_main`), never in
+Why a process. Training runs ``python -m finetune.web.jobs JOB_FOLDER`` (`worker_main`), never in
 the web server's threads: a crash or an out-of-memory kill ends the worker, not the app, and
 generation keeps answering meanwhile (the worker runs at a lower CPU priority). The worker
 appends one JSON object per event to ``events.jsonl``; a thread of the manager reads it.
@@ -60,8 +60,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import REPO_ROOT
-from .config import DEFAULT_LR, METHODS
+from .. import REPO_ROOT
+from ..config import DEFAULT_LR, METHODS
 from .library import Library, LibraryError, LibraryItem, check_key
 from .names import file_stem
 
@@ -275,7 +275,7 @@ def duration(seconds: float) -> str:
 class JobManager:
     """Starts, watches, stops and cleans up fine-tuning jobs for the owners of a web app.
 
-    `owner` is who a request belongs to (`finetune.registry.owner_from_request`); every method
+    `owner` is who a request belongs to (`finetune.web.registry.owner_from_request`); every method
     only ever shows or touches that owner's jobs. Thread-safe; one background thread watches
     the running worker and removes what sessions left behind after `retain_s`.
     """
@@ -308,7 +308,7 @@ class JobManager:
         """Copy an uploaded file into the owner's folder and validate it; returns (upload, rows).
 
         The new upload replaces the owner's previous one. Raises DataError (bad file)."""
-        from .data import DataError
+        from ..data import DataError
 
         _check_owner(owner)
         name = Path(src).name
@@ -352,7 +352,7 @@ class JobManager:
 
     @staticmethod
     def _validate(path: Path, name: str, keywords: str) -> tuple[Upload, list]:
-        from .data import DataError, load_corpus
+        from ..data import DataError, load_corpus
 
         try:
             rows, report = load_corpus(path, keywords=keywords)
@@ -371,7 +371,7 @@ class JobManager:
         Raises Busy (another job runs), JobError (no upload, a job of yours runs) or ValueError
         naming the field (settings out of bounds or over the caps)."""
         from .registry import clean_label
-        from .config import TrainConfig
+        from ..config import TrainConfig
 
         _check_owner(owner)
         label = clean_label(label)
@@ -626,7 +626,7 @@ class JobManager:
     def check_settings(self, settings: dict[str, Any]) -> None:
         """Raise ValueError naming the first bad field, as `start` would: this app's caps, then
         TrainConfig's own rules (before anything is uploaded or started)."""
-        from .config import TrainConfig
+        from ..config import TrainConfig
 
         bad = sorted(set(settings) & set(MANAGED))
         if bad:
@@ -675,7 +675,7 @@ class JobManager:
         env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
         with open(job.folder / LOG, "ab") as log:
             job.proc = subprocess.Popen(
-                [self.python, "-m", "finetune.jobs", str(job.folder)], cwd=REPO_ROOT, env=env,
+                [self.python, "-m", "finetune.web.jobs", str(job.folder)], cwd=REPO_ROOT, env=env,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, pass_fds=(lock_fd,),
                 start_new_session=True)  # Ctrl-C in the app's terminal reaches the app, not the worker
         job.state, job.phase, job.started = "starting", "starting the training process", time.monotonic()
@@ -802,7 +802,7 @@ class JobManager:
 
     def _finish(self, job: Job, code: int) -> None:
         """The worker has exited: decide how the job ended."""
-        from .checkpoints import RunDir, run_dir_for
+        from ..checkpoints import RunDir, run_dir_for
 
         job.proc, job.ended = None, time.monotonic()
         if self._running is job:
@@ -835,7 +835,7 @@ class JobManager:
     def _publish(self, job: Job) -> None:
         from textgen.loading import ModelLoadError
 
-        from .checkpoints import COMPLETE_MARKER, is_complete
+        from ..checkpoints import COMPLETE_MARKER, is_complete
 
         result = job.result or {}
         if Path(result["output_dir"]).resolve() != job.model_dir.resolve() or \
@@ -958,7 +958,7 @@ def _made_by(folder: Path) -> dict[str, Any]:
 
 def _owner_alive(folder: Path) -> bool:
     """Whether the app process that made `folder` still runs (another app on this data folder)."""
-    from .checkpoints import pid_alive
+    from ..checkpoints import pid_alive
 
     try:
         pid = int(_made_by(folder)["pid"])
@@ -1052,8 +1052,8 @@ def _watch_parent(stop: threading.Event) -> None:
 def _describe(exc: BaseException) -> dict[str, str]:
     """The error event: messages written for users pass as they are; others get a prefix."""
     try:
-        from .checkpoints import SaveError
-        from .events import TrainingDiverged
+        from ..checkpoints import SaveError
+        from ..events import TrainingDiverged
         from textgen.loading import ModelLoadError
 
         clear: tuple[type, ...] = (ValueError, SaveError, ModelLoadError, TrainingDiverged)  # DataError, OutputError
@@ -1070,8 +1070,8 @@ def _describe(exc: BaseException) -> dict[str, str]:
 def _train(spec: dict[str, Any], events: _EventWriter, stop: threading.Event):
     import transformers
 
-    from .config import TrainConfig
-    from .training import train
+    from ..config import TrainConfig
+    from ..training import train
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
@@ -1108,5 +1108,5 @@ def worker_main(folder: str | Path) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        raise SystemExit("usage: python -m finetune.jobs JOB_FOLDER (started by the web app's JobManager)")
+        raise SystemExit("usage: python -m finetune.web.jobs JOB_FOLDER (started by the web app's JobManager)")
     raise SystemExit(worker_main(sys.argv[1]))

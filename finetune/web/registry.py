@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from . import REPO_ROOT
+from .. import REPO_ROOT
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .corpora import Row
+from .rows import Row
 
 # chinese-poetry's collections, by the file-name prefix of its JSON files (simplified edition
 # where upstream has one); the title field of ci is the tune name
@@ -339,9 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from .corpora import add_keywords, write_csv
+    from .rows import add_keywords, write_csv
 
-    parser = argparse.ArgumentParser(prog="python -m finetune.upstream", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m finetune.builtin.upstream", description=main.__doc__)
     parser.add_argument("corpus", choices=sorted(CORPORA), help="the upstream layout of FOLDER")
     parser.add_argument("folder", type=Path, help="the upstream copy (a clone, an extract, a folder of files)")
     parser.add_argument("--out", type=Path, required=True, help="CSV file to write")

@@ -1,7 +1,7 @@
 """The "Fine-tune 微调" tab: upload a corpus, check it, train, watch, then use, download or push.
 
 `app.build_app` calls ``build_tab(registry=..., generate=...)`` inside its ``gr.Tabs()``.
-Everything about a job lives server-side in a `finetune.jobs.JobManager` (a worker process
+Everything about a job lives server-side in a `finetune.web.jobs.JobManager` (a worker process
 trains; the page only polls); the page keeps the job's random id in its localStorage so that
 after a reload ``demo.load`` re-attaches to it, and a ``gr.Timer`` polls while it runs.
 When the job is done its model is selected in the Generate tab's dropdown.
@@ -641,7 +641,7 @@ def _spec_slider(spec: dict, name: str, label: str, *, value: float, high: float
 
 def build_tab(*, registry: ModelRegistry, generate: Any) -> FinetuneTab:
     """The tab's layout and events; call inside ``with gr.Tabs():`` of the app's Blocks."""
-    from .config import config_specs
+    from ..config import config_specs
 
     spec = config_specs()
     manager = make_manager(registry)
