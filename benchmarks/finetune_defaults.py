@@ -5,7 +5,7 @@
     python -m benchmarks.finetune_defaults --set method=full --set lr=0.001   # try other settings
 
 Each run fine-tunes a built-in model with exactly the settings the Fine-tune tab starts with
-(`finetune.web.jobs.WEB_DEFAULTS`, the tab's step cap included) on a small corpus whose style
+(`finetune.web.caps.WEB_DEFAULTS`, the tab's step cap included) on a small corpus whose style
 differs from the model's own, and reports held-out perplexity before (the base model) and after,
 on the same held-out rows (the run's own evaluation split; loss on the text only):
 
@@ -118,7 +118,7 @@ def _value(text: str):
 
 
 def main(argv: list[str] | None = None) -> None:
-    from finetune.web.jobs import WEB_DEFAULTS
+    from finetune.web.caps import WEB_DEFAULTS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[40, 200], help="corpus sizes to try")

@@ -21,7 +21,10 @@ from gradio_client import Client, handle_file  # noqa: E402
 
 import app  # noqa: E402
 import finetune.web.ui as ui  # noqa: E402
-from finetune.web.jobs import Caps, HubError, JobManager, JobView  # noqa: E402
+from finetune.web.caps import Caps  # noqa: E402
+from finetune.web.errors import HubError  # noqa: E402
+from finetune.web.job import JobView  # noqa: E402
+from finetune.web.jobs import JobManager  # noqa: E402
 from finetune.web.registry import ModelRegistry  # noqa: E402
 
 STORY = ("The storm rolled over the sea at night and the sailors watched the lightning. "

@@ -19,7 +19,11 @@ import pytest
 
 from finetune.checkpoints import CHECKPOINT_MARKER, RunDir, run_dir_for
 from finetune.data import DataError
-from finetune.web.jobs import EVENTS, LOCK, STATE, Busy, Caps, HubError, JobError, JobManager
+from finetune.web.caps import Caps
+from finetune.web.errors import Busy, HubError, JobError
+from finetune.web.jobs import JobManager
+from finetune.web.protocol import EVENTS, STATE
+from finetune.web.storage import LOCK
 from finetune.web.registry import ModelRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -242,15 +246,15 @@ def test_a_diverging_run_fails_and_is_not_published(manager, registry, corpus, b
 
 
 def test_the_busy_estimate_waits_for_timed_steps():
-    from finetune.web.jobs import Job, _busy_message
+    from finetune.web.job import Job, busy_message
 
     job = Job("j", "alice", Path("/nowhere"), "x", {}, state="running", started=time.monotonic(), max_steps=6)
     assert job.eta(Caps(max_seconds=900)) is None  # no step timed yet: not "~15 min"
-    assert "a few minutes" in _busy_message(job.eta(Caps()))
+    assert "a few minutes" in busy_message(job.eta(Caps()))
     now = time.monotonic()
     job.first_step, job.last_step, job.step = (now - 2.0, 1), (now, 3), 3
     assert 2.0 < job.eta(Caps(max_seconds=900)) <= 3.0  # 1 s per step, 3 steps left
-    assert "~1 min" in _busy_message(job.eta(Caps()))
+    assert "~1 min" in busy_message(job.eta(Caps()))
 
 
 @pytest.mark.slow
@@ -387,13 +391,13 @@ def test_hub_errors_become_one_clean_message_without_the_token():
     import httpx
     from huggingface_hub.errors import OfflineModeIsEnabled
 
-    from finetune.web.jobs import _hub_message
+    from finetune.web.export import hub_message
 
     token = "hf_SECRET"
     for exc in (OfflineModeIsEnabled("offline"), httpx.ConnectError(f"refused {token}"), ConnectionError()):
-        text = _hub_message(exc, token)
+        text = hub_message(exc, token)
         assert "could not reach the Hugging Face Hub" in text and token not in text
-    text = _hub_message(RuntimeError(f"boom with {token}"), token)
+    text = hub_message(RuntimeError(f"boom with {token}"), token)
     assert token not in text and "***" in text
 
 

@@ -10,7 +10,8 @@ import zipfile
 import pytest
 from test_jobs import settings, wait_for, write_corpus
 
-from finetune.web.jobs import Caps, JobManager
+from finetune.web.caps import Caps
+from finetune.web.jobs import JobManager
 from finetune.web.library import Library, LibraryError
 from finetune.web.registry import ModelRegistry
 

@@ -28,12 +28,15 @@ import pandas as pd
 
 from textgen.messages import bilingual
 
-from .jobs import WEB_DEFAULTS, WEB_LR, Busy, Caps, HubError, JobError, JobManager, JobView, duration
+from .caps import WEB_DEFAULTS, WEB_LR, Caps
+from .errors import Busy, HubError, JobError
+from .job import JobView, duration
+from .jobs import JobManager
 from .library import LibraryError, check_key
 from .registry import ModelRegistry, UnknownModelError, owner_from_request
+from .uploads import PREVIEW_ROWS
 
 POLL_S = 1.0
-PREVIEW_ROWS = 8
 PREVIEW_CHARS = 160
 DEFAULTS = WEB_DEFAULTS
 METHOD_LABELS = {"lora": "LoRA (fast, small 快速)", "last-n": "last blocks 最后几层",
