@@ -152,6 +152,39 @@ class Job:
             form=dict(self.form), library_id=self.library_id, library_note=self.library_note,
             resume_step=_checkpoint_step(self.checkpoint) if self.resumable else None)
 
+    def apply(self, event: dict[str, Any]) -> bool:
+        """Update the record from one event of its worker; True when its state changed (running)."""
+        kind, now = event.get("kind"), time.monotonic()
+        if kind == "phase":
+            self.phase = str(event.get("text", ""))
+        elif kind == "start":
+            self.max_steps, self.start_step = int(event["max_steps"]), int(event["start_step"])
+            self.step = self.start_step
+            self.losses = [p for p in self.losses if p[0] <= self.start_step]
+            self.evals = [p for p in self.evals if p[0] <= self.start_step]
+            self.prompts = [(str(t), list(k)) for t, k in event.get("sample_prompts", [])]
+            self.phase = "training"
+            if self.state == "starting":
+                self.state = "running"
+                return True
+        elif kind == "step":
+            self.step, self.max_steps = int(event["step"]), int(event["max_steps"])
+            if event.get("loss") is not None:
+                self.losses.append((self.step, float(event["loss"])))
+            self.first_step = self.first_step or (now, self.step)
+            self.last_step = (now, self.step)
+        elif kind == "eval":
+            step = int(event["step"])
+            self.evals.append((step, float(event["eval_loss"])))
+            self.samples = [{"title": t, "keywords": k, "text": str(text)}
+                            for (t, k), text in zip(self.prompts, event.get("samples", []))]
+            self.sample_step = step
+        elif kind == "end":
+            self.result = event.get("result")
+        elif kind == "error":
+            self.error = event
+        return False
+
     def conclude(self, code: int, last_checkpoint: Callable[[], Path | None]) -> bool:
         """The worker exited with `code`: mark the job stopped or failed with a message saying
         why, or return True when it trained to the end and its model is to be published."""

@@ -49,7 +49,7 @@ from .errors import Busy, JobError
 from .export import check_push, push_model, zip_model
 from .job import ACTIVE, FINAL, MODEL, Job, JobView, Upload, busy_message, duration, minutes
 from .library import Library, LibraryError, LibraryItem, check_key
-from .protocol import LOG, SPEC, STATE, apply_event, read_events
+from .protocol import EVENTS, LOG, SPEC, STATE, read_events
 from .uploads import Uploads, check_upload_name
 from .storage import (APP_RUN, JOBS_DIR, LOCK, OWNER, item_model_id, link_or_copy, made_by, orphaned_folders,
                       remove_path, write_json)
@@ -460,8 +460,9 @@ class JobManager:
         self._finish(job, code)
 
     def _read_events(self, job: Job) -> None:
-        for event in read_events(job):
-            if apply_event(job, event):
+        events, job.offset = read_events(job.folder / EVENTS, job.offset)
+        for event in events:
+            if job.apply(event):
                 self._save_state(job)
 
     def _finish(self, job: Job, code: int) -> None:

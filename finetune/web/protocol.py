@@ -2,16 +2,14 @@
 ``spec.json`` (the TrainConfig) and starts ``python -m finetune.web.worker FOLDER``; the worker
 appends one JSON object per event to ``events.jsonl`` (`EventWriter`, flushed at once) and
 exits with a code that says how it ended; the manager reads the new lines (`read_events`) and
-applies them to its record of the job (`apply_event`)."""
+applies them to its record of the job (`Job.apply`)."""
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .job import Job
 
 EVENTS, SPEC, STATE, LOG = "events.jsonl", "spec.json", "state.json", "worker.log"
 EXIT_STOPPED, EXIT_USER_ERROR, EXIT_FAILED = 130, 2, 1
@@ -46,16 +44,16 @@ class EventWriter:
         self("end", result=result.to_dict())
 
 
-def read_events(job: Job) -> list[dict[str, Any]]:
-    """The events the worker appended since the last read (`job.offset` moves past them)."""
+def read_events(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """The events appended to `path` after byte `offset`, and the offset past them (a line still
+    being written waits for the next read)."""
     try:
-        with open(job.folder / EVENTS, "rb") as fh:
-            fh.seek(job.offset)
+        with open(path, "rb") as fh:
+            fh.seek(offset)
             data = fh.read()
     except FileNotFoundError:
-        return []
-    end = data.rfind(b"\n") + 1  # a line still being written waits for the next read
-    job.offset += end
+        return [], offset
+    end = data.rfind(b"\n") + 1
     events = []
     for line in data[:end].splitlines():
         try:
@@ -64,38 +62,4 @@ def read_events(job: Job) -> list[dict[str, Any]]:
             continue
         if isinstance(event, dict):
             events.append(event)
-    return events
-
-
-def apply_event(job: Job, event: dict[str, Any]) -> bool:
-    """Update `job` from one event of its worker; True when the job's state changed (running)."""
-    kind, now = event.get("kind"), time.monotonic()
-    if kind == "phase":
-        job.phase = str(event.get("text", ""))
-    elif kind == "start":
-        job.max_steps, job.start_step = int(event["max_steps"]), int(event["start_step"])
-        job.step = job.start_step
-        job.losses = [p for p in job.losses if p[0] <= job.start_step]
-        job.evals = [p for p in job.evals if p[0] <= job.start_step]
-        job.prompts = [(str(t), list(k)) for t, k in event.get("sample_prompts", [])]
-        job.phase = "training"
-        if job.state == "starting":
-            job.state = "running"
-            return True
-    elif kind == "step":
-        job.step, job.max_steps = int(event["step"]), int(event["max_steps"])
-        if event.get("loss") is not None:
-            job.losses.append((job.step, float(event["loss"])))
-        job.first_step = job.first_step or (now, job.step)
-        job.last_step = (now, job.step)
-    elif kind == "eval":
-        step = int(event["step"])
-        job.evals.append((step, float(event["eval_loss"])))
-        job.samples = [{"title": t, "keywords": k, "text": str(text)}
-                       for (t, k), text in zip(job.prompts, event.get("samples", []))]
-        job.sample_step = step
-    elif kind == "end":
-        job.result = event.get("result")
-    elif kind == "error":
-        job.error = event
-    return False
+    return events, offset + end
