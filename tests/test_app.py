@@ -20,12 +20,22 @@ import httpx  # noqa: E402
 from gradio_client import Client  # noqa: E402
 
 import app  # noqa: E402
+
+from finetune.web import cards
+
+from finetune.web import generate
+
+from finetune.web import generate_tab
+
+from finetune.web import requests
+
+from textgen.params import GenerationParams
 from finetune.web.hub_status import HubStatus  # noqa: E402
 from finetune.web.registry import ModelRegistry  # noqa: E402
 from textgen import ModelLoadError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-MODES = app.KEYWORD_MODES_BEST_FIRST
+MODES = requests.KEYWORD_MODES_BEST_FIRST
 MODE = "guaranteed"
 SMALL = dict(n=2, length=8, temperature=0.9, top_k=30, top_p=0.9, repetition_penalty=1.2)
 
@@ -49,8 +59,8 @@ def registry(bpe_model_dir, bert_zh_model_dir, tmp_path_factory) -> ModelRegistr
 
 
 @pytest.fixture(scope="module")
-def handlers(registry) -> app.GenerateHandlers:
-    return app.GenerateHandlers(registry)
+def handlers(registry) -> generate.GenerateHandlers:
+    return generate.GenerateHandlers(registry)
 
 
 @pytest.fixture(scope="module")
@@ -74,15 +84,15 @@ def ui_args(model, title="Storm", keywords=("sea", "night"), mode=MODE, seed=3, 
 
 # -- plain functions ------------------------------------------------------------------------
 def test_keyword_list_keeps_tags_whole_and_splits_pasted_lists():
-    assert app.keyword_list(["long road", "sea"]) == ["long road", "sea"]
-    assert app.keyword_list(["月, 花、雨", "sea；night"]) == ["月", "花", "雨", "sea", "night"]
-    assert app.keyword_list("sea night") == ["sea", "night"]  # a plain string splits like the CLI
-    assert app.keyword_list("long road, sea") == ["long road", "sea"]
-    assert app.keyword_list(["Sea", "sea", " "]) == ["Sea"]
-    assert app.keyword_list(None) == []
+    assert requests.keyword_list(["long road", "sea"]) == ["long road", "sea"]
+    assert requests.keyword_list(["月, 花、雨", "sea；night"]) == ["月", "花", "雨", "sea", "night"]
+    assert requests.keyword_list("sea night") == ["sea", "night"]  # a plain string splits like the CLI
+    assert requests.keyword_list("long road, sea") == ["long road", "sea"]
+    assert requests.keyword_list(["Sea", "sea", " "]) == ["Sea"]
+    assert requests.keyword_list(None) == []
     for bad in ([1, 2], [f"k{i}" for i in range(40)], {"a": 1}, 7):
         with pytest.raises(ValueError, match="keywords: "):
-            app.keyword_list(bad)
+            requests.keyword_list(bad)
 
 
 @pytest.mark.parametrize("change, field", [
@@ -107,7 +117,7 @@ def test_check_request_names_the_field(change, field):
     values = dict(title="Storm", keywords=["sea"], keyword_mode="off", **SMALL)
     values.update(change)
     with pytest.raises(gr.Error) as info:
-        app.check_request(values.pop("title"), values.pop("keywords"), values.pop("keyword_mode"),
+        requests.check_request(values.pop("title"), values.pop("keywords"), values.pop("keyword_mode"),
                           modes=["off"], **values)
     assert info.value.message.startswith(f"{field}:")
     assert len(info.value.message) < 300
@@ -115,12 +125,12 @@ def test_check_request_names_the_field(change, field):
 
 def test_unavailable_mode_is_refused_by_name():
     with pytest.raises(gr.Error, match="keyword_mode: 'guaranteed' is not available"):
-        app.check_request("Storm", ["sea"], "guaranteed", modes=["off"], **SMALL)
+        requests.check_request("Storm", ["sea"], "guaranteed", modes=["off"], **SMALL)
 
 
 def test_html_is_escaped():
     evil = '<img src=x onerror="alert(1)"> ${alert(2)} {{value}} & sea'
-    out = app.render_card("#1", evil, ["sea", "<b>"])
+    out = cards.render_card("#1", evil, ["sea", "<b>"])
     assert "<img" not in out and "<b>" not in out and "${" not in out and "{{" not in out
     assert "&lt;img" in out and '<mark class="tg-kw" title="sea">sea</mark>' in out
     assert "&lt;b&gt;" in out  # the missing keyword chip, escaped
@@ -131,7 +141,7 @@ def test_highlight_marks_each_keyword_once_and_skips_overlaps():
 
     text = "The sea at night; seas again."
     _, _, spans = coverage(text, ["sea", "seat", "night", "the"])
-    out = app.highlight(text, spans)
+    out = cards.highlight(text, spans)
     assert out.count("<mark") == 3
     assert '<mark class="tg-kw" title="the">The</mark>' in out
 
@@ -157,7 +167,7 @@ def test_stream_handler_random_seed_is_returned(handlers, registry):
 
 def test_stream_handler_reports_loading_then_uses_the_cache(bpe_model_dir, tmp_path):
     reg = ModelRegistry(tmp_path, extra=[bpe_model_dir], builtins=False, hub=False)
-    h = app.GenerateHandlers(reg, modes=MODES)
+    h = generate.GenerateHandlers(reg, modes=MODES)
     first = list(h.stream(*ui_args(reg.default_id())))
     assert "Loading" in first[0][2]
     gen = reg.get(reg.default_id())
@@ -205,8 +215,8 @@ def test_rewrite_replaces_one_candidate_in_place(handlers, registry):
 
 def test_stop_keeps_the_texts_so_far(tmp_path, monkeypatch):
     endless = _EndlessGenerator()
-    h = app.GenerateHandlers(online_registry(tmp_path, monkeypatch, lambda e: endless), modes=["off"])
-    monkeypatch.setattr(app, "STREAM_EVERY_S", 0)
+    h = generate.GenerateHandlers(online_registry(tmp_path, monkeypatch, lambda e: endless), modes=["off"])
+    monkeypatch.setattr(generate, "STREAM_EVERY_S", 0)
     assert all(v is gr.skip() or v == gr.skip() for v in h.stopped())  # nothing running: nothing changes
     stream = h.stream(*ui_args("gpt2", mode="off"))
     for update in stream:
@@ -229,7 +239,7 @@ def test_offline_hub_model_is_refused_at_once_and_never_loaded(tmp_path, monkeyp
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     hub = HubStatus(probe=lambda: probes.append(1) or False)
     reg = ModelRegistry(tmp_path, builtins=False, loader=loads.append, hub_status=hub)
-    h = app.GenerateHandlers(reg, modes=["off"])
+    h = generate.GenerateHandlers(reg, modes=["off"])
     started = time.monotonic()
     for _ in range(3):
         status = final_status(h.stream(*ui_args("gpt2", mode="off")))
@@ -247,7 +257,7 @@ def test_a_failed_load_is_remembered(tmp_path, monkeypatch):
         calls.append(entry.id)
         raise ModelLoadError("model: could not reach the Hugging Face Hub for 'gpt2'")
 
-    h = app.GenerateHandlers(online_registry(tmp_path, monkeypatch, broken), modes=["off"])
+    h = generate.GenerateHandlers(online_registry(tmp_path, monkeypatch, broken), modes=["off"])
     for _ in range(3):
         assert "could not reach" in final_status(h.stream(*ui_args("gpt2", mode="off")))
     assert calls == ["gpt2"]
@@ -280,8 +290,8 @@ class _EndlessGenerator:
 
 def test_closing_the_handler_stops_the_stream(tmp_path, monkeypatch):
     endless = _EndlessGenerator()
-    h = app.GenerateHandlers(online_registry(tmp_path, monkeypatch, lambda e: endless), modes=["off"])
-    monkeypatch.setattr(app, "STREAM_EVERY_S", 0)
+    h = generate.GenerateHandlers(online_registry(tmp_path, monkeypatch, lambda e: endless), modes=["off"])
+    monkeypatch.setattr(generate, "STREAM_EVERY_S", 0)
     stream = h.stream(*ui_args("gpt2", mode="off"))
     for update in stream:
         if isinstance(update[0], str) and "tick" in update[0]:
@@ -295,8 +305,8 @@ def test_switching_models_mid_request_finishes_on_the_old_model(bpe_model_dir, b
                                                                 monkeypatch):
     reg = ModelRegistry(tmp_path, extra=[bpe_model_dir, bert_zh_model_dir], builtins=False, hub=False,
                         cache_size=1)
-    h = app.GenerateHandlers(reg, modes=MODES)
-    monkeypatch.setattr(app, "STREAM_EVERY_S", 0)
+    h = generate.GenerateHandlers(reg, modes=MODES)
+    monkeypatch.setattr(generate, "STREAM_EVERY_S", 0)
     first, other = [e.id for e in reg.entries()]
     stream = h.stream(*ui_args(first, length=12))
     for update in stream:
@@ -309,10 +319,10 @@ def test_switching_models_mid_request_finishes_on_the_old_model(bpe_model_dir, b
 
 
 def test_split_tags_and_refresh_models(registry, bpe_model_dir, tmp_path):
-    update = app.GenerateHandlers.split_tags(["月, 花", "long road"])
+    update = generate.GenerateHandlers.split_tags(["月, 花", "long road"])
     assert update["value"] == ["月", "花", "long road"]
     reg = ModelRegistry(tmp_path, builtins=False, hub=False)
-    h = app.GenerateHandlers(reg, modes=["off"])
+    h = generate.GenerateHandlers(reg, modes=["off"])
     import shutil
 
     shutil.copytree(bpe_model_dir, tmp_path / "ft")
@@ -370,7 +380,7 @@ def test_api_only_title_and_keywords_needed(client, registry):
     assert defaults["model"] == registry.default_id() and defaults["keyword_mode"] == MODES[0]
     out = client.predict(title="春夜", keywords=["月"], max_new_tokens=8, api_name="/generate")
     assert out["model"] == Path(registry.resolve(registry.default_id()).source).name
-    assert len(out["candidates"]) == app.SPECS["n"]["default"]
+    assert len(out["candidates"]) == generate_tab.SPECS["n"]["default"]
 
 
 def test_api_model_by_id_and_label(client, registry, bert_zh_model_dir):
@@ -536,16 +546,16 @@ def test_zerogpu_path_hands_the_gpu_function_ids_not_models(bpe_model_dir, tmp_p
                 return run
             return wrap
 
-    monkeypatch.setattr(app, "spaces", FakeSpaces)
+    monkeypatch.setattr(generate, "spaces", FakeSpaces)
     reg = ModelRegistry(tmp_path, extra=[bpe_model_dir], builtins=False, hub=False)
-    h = app.GenerateHandlers(reg, modes=MODES)
+    h = generate.GenerateHandlers(reg, modes=MODES)
     *_, last = h.stream(*ui_args(reg.default_id()))
     out = h.generate(reg.default_id(), "Storm", ["sea"], MODE, None, **SMALL)
     assert "seed 3" in last[2] and len(out["candidates"]) == 2
     assert [name for name, _, _ in calls] == ["_stream_by_id", "_stream_by_id"]  # the UI and the API
     for _, args, duration in calls:
-        assert args[0] == reg.default_id() and duration == app.GPU_SECONDS
-        plain = (str, type(None), app.GenerationParams)
+        assert args[0] == reg.default_id() and duration == generate.GPU_SECONDS
+        plain = (str, type(None), GenerationParams)
         assert all(isinstance(a, plain) or (isinstance(a, list) and all(isinstance(w, str) for w in a))
                    for a in args)
 

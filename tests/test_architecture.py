@@ -10,7 +10,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("textgen", "finetune")
-GRADIO_ALLOWED = {"app", "finetune.web.ui"}  # the two tabs; everything else serves scripts too
+# the two tabs and what serves only them; everything else serves scripts too
+GRADIO_ALLOWED = {"app", "finetune.web.ui", "finetune.web.generate", "finetune.web.generate_tab",
+                  "finetune.web.requests", "finetune.web.session"}
 
 
 def _modules() -> dict[str, Path]:

@@ -86,11 +86,11 @@ def test_form_report_of_real_poems():
 
 
 def test_the_api_writes_a_poem_form_and_reports_it(bert_zh_model_dir, tmp_path):
-    import app
+    from finetune.web import generate
     from finetune.web.registry import ModelRegistry
 
     reg = ModelRegistry(tmp_path, extra=[bert_zh_model_dir], builtins=False, hub=False)
-    h = app.GenerateHandlers(reg)
+    h = generate.GenerateHandlers(reg)
     out = h.generate(reg.default_id(), "春夜", ["月"], "guaranteed", n=2, seed=0, form="qijue")
     for cand in out["candidates"]:
         assert cand["form"]["shape_ok"] and cand["form"]["form"] == "qijue" and cand["missing"] == []

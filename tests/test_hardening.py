@@ -18,6 +18,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from gradio_client import Client  # noqa: E402
 
 import app  # noqa: E402
+
+from finetune.web import requests
 from finetune.web.hub_status import HubStatus  # noqa: E402
 from finetune.web.registry import ModelRegistry  # noqa: E402
 from textgen.generator import Result, StreamEvent  # noqa: E402
@@ -214,7 +216,7 @@ def test_a_client_that_hangs_up_frees_its_place(tmp_path, monkeypatch, served):
 
 def test_a_generation_stops_at_the_time_cap_and_keeps_its_text(tmp_path, bpe_model_dir, served):
     reg = ModelRegistry(tmp_path, extra=[bpe_model_dir], builtins=False, hub=False)
-    url = served(reg, limits=app.ServeLimits(seconds=0.05))
+    url = served(reg, limits=requests.ServeLimits(seconds=0.05))
     # seed 8: this tiny model writes all 250 tokens without an end, so only the time cap stops it
     out = Client(url, verbose=False).predict(title="Storm", model=reg.default_id(), n=1, max_new_tokens=250,
                                              seed=8, api_name="/generate")

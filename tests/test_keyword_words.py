@@ -12,7 +12,8 @@ import re
 import pytest
 import torch
 
-import app
+
+from finetune.web import cards
 from benchmarks.keywords import LETTER, as_word
 import textgen.coverage as coverage_module
 import textgen.generator as generator_module
@@ -284,7 +285,7 @@ def test_soft_mode_counts_only_words(gens, hostile):
 
 # -- what the user sees ----------------------------------------------------------------------------
 def test_the_card_highlights_and_counts_only_words():
-    out = app.render_card("#1", "make that, then two hats", ["hat", "that", "eat"])
+    out = cards.render_card("#1", "make that, then two hats", ["hat", "that", "eat"])
     assert '<mark class="tg-kw" title="hat">hats</mark>' in out
     assert '<mark class="tg-kw" title="that">that</mark>' in out
     assert "2/3 keywords" in out

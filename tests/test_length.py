@@ -39,11 +39,11 @@ def test_generator_spends_the_length_budget_and_refuses_more_than_fits(bpe_model
 
 
 def test_api_takes_length_and_keeps_max_new_tokens(bpe_model_dir, tmp_path):
-    import app
+    from finetune.web import generate
     from finetune.web.registry import ModelRegistry
 
     reg = ModelRegistry(tmp_path, extra=[bpe_model_dir], builtins=False, hub=False)
-    h = app.GenerateHandlers(reg, modes=["off"])
+    h = generate.GenerateHandlers(reg, modes=["off"])
     by_length = h.generate(reg.default_id(), "Storm", ["sea"], "off", n=2, length=5, seed=1)
     by_tokens = h.generate(reg.default_id(), "Storm", ["sea"], "off", n=2, max_new_tokens=4, seed=1)
     budget = reg.get(reg.default_id()).length_plan("Storm", ["sea"]).tokens_for(5)
