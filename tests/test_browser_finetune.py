@@ -25,11 +25,12 @@ LONG_RUN_STEPS = 20_000
 def server(app_registry):
     import app
     import finetune.web.ui as ui
+    from finetune.web import caps
     from finetune.web.jobs import JobManager
 
     managers = []
     original = ui.make_manager
-    caps = ui.Caps(max_steps=LONG_RUN_STEPS, max_seconds=15 * 60)
+    caps = caps.Caps(max_steps=LONG_RUN_STEPS, max_seconds=15 * 60)
     ui.make_manager = lambda reg: managers.append(JobManager(reg.home, reg, caps=caps, poll_s=0.1)) or managers[-1]
     try:
         demo = app.build_app(app_registry)

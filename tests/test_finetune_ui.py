@@ -21,6 +21,10 @@ from gradio_client import Client, handle_file  # noqa: E402
 
 import app  # noqa: E402
 import finetune.web.ui as ui  # noqa: E402
+from finetune.web.ui_handlers import FinetuneSettings  # noqa: E402
+from finetune.web import ui_handlers  # noqa: E402
+from finetune.web import ui_render  # noqa: E402
+from finetune.web import uploads  # noqa: E402
 from finetune.web.caps import Caps  # noqa: E402
 from finetune.web.errors import HubError  # noqa: E402
 from finetune.web.job import JobView  # noqa: E402
@@ -66,7 +70,7 @@ def registry(tmp_path, bpe_model_dir) -> ModelRegistry:
 @pytest.fixture()
 def handlers(registry):
     manager = JobManager(registry.home, registry, poll_s=0.1)
-    yield ui.FinetuneHandlers(registry, manager)
+    yield ui_handlers.FinetuneHandlers(registry, manager)
     manager.close()
 
 
@@ -83,8 +87,8 @@ def test_upload_shows_the_report_and_the_first_rows(handlers, corpus):
         assert text in report, text
     assert str(handlers.manager.root) not in report  # the server's paths stay private
     assert list(preview.columns) == ["title 标题", "keywords 关键词", "text 正文"]
-    assert len(preview) == ui.PREVIEW_ROWS and preview.iloc[0, 0] == "Storm 0"
-    assert preview.iloc[0, 1] == "storm, sea" and len(preview.iloc[0, 2]) <= ui.PREVIEW_CHARS
+    assert len(preview) == uploads.PREVIEW_ROWS and preview.iloc[0, 0] == "Storm 0"
+    assert preview.iloc[0, 1] == "storm, sea" and len(preview.iloc[0, 2]) <= ui_render.PREVIEW_CHARS
     assert name == "storms · fine-tuned 微调"
     assert handlers.manager.upload("alice").path.is_file() and handlers.manager.upload("bob") is None
 
@@ -104,7 +108,7 @@ def test_upload_reads_gbk_and_clearing_the_file_resets(handlers, tmp_path):
     assert "gb18030" in report and "title ← 标题" in report and "language zh" in report
     assert preview.iloc[0, 1] == "春, 雨"
     report, preview, name = handlers.upload(None, "column", ALICE)
-    assert report == ui.EMPTY_REPORT and preview.empty
+    assert report == ui_render.EMPTY_REPORT and preview.empty
 
 
 @pytest.mark.parametrize("content, name, message", [
@@ -133,8 +137,13 @@ def test_start_refuses_bad_settings_naming_the_field(handlers, registry, corpus)
     base = registry.default_id()
     good = dict(base=base, method="lora", epochs=3.0, max_steps=10, lr=None, batch_size=4, max_length=64,
                 name="storms")
+
+    def start_job(name, **settings):
+        return handlers.start_job(FinetuneSettings(**settings), name, request=request)
+
+    request = ALICE
     with pytest.raises(gr.Error, match="upload a corpus first"):
-        handlers.start_job(**good, request=ALICE)
+        start_job(**good)
     handlers.upload(str(corpus), "column", ALICE)
     for change, message in [(dict(base="../../etc/passwd"), "model: unknown model"),
                             (dict(base=str(registry.home)), "model: unknown model"),
@@ -145,39 +154,40 @@ def test_start_refuses_bad_settings_naming_the_field(handlers, registry, corpus)
                             (dict(batch_size=0), "batch_size:"),
                             (dict(name="x" * 61), "label: 61 characters")]:
         with pytest.raises(gr.Error) as info:
-            handlers.start_job(**{**good, **change}, request=ALICE)
+            start_job(**{**good, **change})
         assert message in info.value.message
+    request = None
     with pytest.raises(gr.Error, match="session"):
-        handlers.start_job(**good, request=None)
+        start_job(**good)
     assert handlers.manager.view("alice") is None
 
 
 def test_status_shows_progress_eta_and_escapes_everything():
-    running = ui.render_status(view(label="<img src=x onerror=alert(1)> ${x}"))
+    running = ui_render.render_status(view(label="<img src=x onerror=alert(1)> ${x}"))
     assert "<img" not in running and "&lt;img" in running and "${" not in running
     assert 'style="width: 30.0%"' in running and "step <b>3</b> / 10" in running
     assert "loss <b>6.200</b>" in running and "ETA <b>30s</b>" in running
-    starting = ui.render_status(view(state="starting", step=0, max_steps=0, losses=(), phase="loading the base model"))
+    starting = ui_render.render_status(view(state="starting", step=0, max_steps=0, losses=(), phase="loading the base model"))
     assert "loading the base model …" in starting and "starting 启动中" in starting
-    done = ui.render_status(view(state="done", step=10, message="Done: 10 steps in 17s.", eta_s=None))
+    done = ui_render.render_status(view(state="done", step=10, message="Done: 10 steps in 17s.", eta_s=None))
     assert 'width: 100.0%' in done and "selected in the Generate tab" in done and "ft-done" in done
-    failed = ui.render_status(view(state="failed", message="out of memory: <lower>"))
+    failed = ui_render.render_status(view(state="failed", message="out of memory: <lower>"))
     assert "failed 失败" in failed and "&lt;lower&gt;" in failed
-    assert "No fine-tune yet" in ui.render_status(None)
-    assert "try again in ~3 min" in ui.render_status(None, "busy: … try again in ~3 min")
+    assert "No fine-tune yet" in ui_render.render_status(None)
+    assert "try again in ~3 min" in ui_render.render_status(None, "busy: … try again in ~3 min")
 
 
 def test_samples_and_plot():
     v = view(evals=((5, 6.1),), samples=({"title": "<b>Storm</b>", "keywords": ["sea"], "text": "<script>"},),
              sample_step=5)
-    html = ui.render_samples(v)
+    html = ui_render.render_samples(v)
     assert "Samples at step 5" in html and "<script>" not in html and "&lt;b&gt;Storm" in html
-    frame = ui.plot_frame(v)
+    frame = ui_render.plot_frame(v)
     assert list(frame.columns) == ["step", "loss", "split"]
     assert frame.values.tolist() == [[1, 6.4, "train"], [2, 6.3, "train"], [3, 6.2, "train"], [5, 6.1, "eval"]]
-    before_eval = ui.plot_frame(view())  # an empty point keeps the eval line's place in the chart
+    before_eval = ui_render.plot_frame(view())  # an empty point keeps the eval line's place in the chart
     assert before_eval["split"].tolist() == ["train"] * 3 + ["eval"] and before_eval["loss"].isna().sum() == 1
-    assert ui.plot_frame(None) is None and ui.plot_frame(view(losses=())) is None
+    assert ui_render.plot_frame(None) is None and ui_render.plot_frame(view(losses=())) is None
 
 
 class FakeManager:
@@ -211,7 +221,7 @@ class FakeManager:
 
 def test_a_finished_model_is_selected_once_in_the_generate_tab(registry, tmp_path):
     done = view(state="done", model_id=registry.default_id(), eta_s=None)
-    h = ui.FinetuneHandlers(registry, FakeManager(tmp_path, done))
+    h = ui_handlers.FinetuneHandlers(registry, FakeManager(tmp_path, done))
     first = h.poll({}, None, ALICE)
     status, plot, samples, start, stop, resume, box, timer, models, bases, library, seen = first
     assert models["value"] == done.model_id and models["choices"] == registry.choices("alice")
@@ -225,7 +235,7 @@ def test_a_finished_model_is_selected_once_in_the_generate_tab(registry, tmp_pat
 
 def test_download_is_moved_to_a_random_cache_folder_and_push_empties_the_token(registry, tmp_path):
     fake = FakeManager(tmp_path, view(state="done"))
-    h = ui.FinetuneHandlers(registry, fake)
+    h = ui_handlers.FinetuneHandlers(registry, fake)
     update = h.prepare_download(ALICE)
     path = Path(update["value"])
     assert update["visible"] is True and path.is_file() and path.name == "storms.zip"
@@ -243,7 +253,7 @@ def test_base_choices_hide_hub_models_when_offline(tmp_path, bpe_model_dir, monk
 
     reg = ModelRegistry(tmp_path, extra=[bpe_model_dir], builtins=False, hub=True,
                         hub_status=HubStatus(probe=lambda: True))
-    h = ui.FinetuneHandlers(reg, FakeManager(tmp_path))
+    h = ui_handlers.FinetuneHandlers(reg, FakeManager(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert {reg.resolve(i).kind for _, i in h.base_choices("alice")} == {"local"}
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
@@ -253,10 +263,10 @@ def test_base_choices_hide_hub_models_when_offline(tmp_path, bpe_model_dir, monk
 def test_caps_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("TEXTGEN_TRAIN_MAX_STEPS", "50")
     monkeypatch.setenv("TEXTGEN_TRAIN_MAX_MINUTES", "2")
-    assert ui.caps_from_env() == Caps(max_steps=50, max_seconds=120.0)
+    assert ui_handlers.caps_from_env() == Caps(max_steps=50, max_seconds=120.0)
     monkeypatch.setenv("TEXTGEN_TRAIN_MAX_STEPS", "many")
     with pytest.raises(SystemExit, match="TEXTGEN_TRAIN_MAX_STEPS"):
-        ui.caps_from_env()
+        ui_handlers.caps_from_env()
 
 
 # -- the launched app ---------------------------------------------------------------------------
@@ -376,8 +386,8 @@ def test_check_settings_enables_start_only_with_a_corpus_and_valid_settings(hand
         start, line = handlers.check_settings(*{**values, **bad}.values(), ALICE)
         assert start["interactive"] is False and html.escape(message) in line, line
         assert "ft-check-bad" in line and any("\u4e00" <= ch <= "\u9fff" for ch in line)  # both languages
-    assert ui.parse_lr("", "lora") == 2e-3 and ui.parse_lr(" 1e-4 ", "full") == 1e-4 and ui.parse_lr(None, "full") == 5e-5
-    assert "0.002" in ui.lr_placeholder("lora") and "5e-05" in ui.lr_placeholder("full")
+    assert ui_handlers.parse_lr("", "lora") == 2e-3 and ui_handlers.parse_lr(" 1e-4 ", "full") == 1e-4 and ui_handlers.parse_lr(None, "full") == 5e-5
+    assert "0.002" in ui_handlers.lr_placeholder("lora") and "5e-05" in ui_handlers.lr_placeholder("full")
 
 
 def test_my_models_refuse_bad_keys_and_ids_with_a_message(handlers):

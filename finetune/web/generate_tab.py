@@ -11,7 +11,8 @@ from textgen.keywords import MAX_KEYWORDS
 from textgen.params import param_specs
 from textgen.prompt import MAX_TITLE_CHARS
 
-from .. import REPO_ROOT
+
+from .assets import asset
 from .cards import EMPTY_HTML, status_html
 from .generate import DEFAULT_LENGTH, GenerateHandlers
 from .registry import ModelRegistry, owner_from_request
@@ -55,14 +56,6 @@ def _slider(name: str, label: str) -> gr.Slider:
     low = spec["min"] + spec["step"] if spec["low_open"] else spec["min"]
     return gr.Slider(low, spec["max"], value=spec["default"], step=spec["step"], label=label,
                      info=spec["help"], elem_id=f"tg-{name}")
-
-
-UI_DIR = REPO_ROOT / "assets" / "ui"
-
-
-def asset(name: str) -> str:
-    """A CSS or JS file of the page (assets/ui/), read when the app is built."""
-    return (UI_DIR / name).read_text(encoding="utf-8")
 
 
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="amber").set(

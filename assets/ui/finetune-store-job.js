@@ -1,0 +1,1 @@
+(id) => { if (id) localStorage.setItem('textgen-finetune-job', id); return []; }
