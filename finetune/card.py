@@ -1,6 +1,6 @@
 """The model card (README.md) written beside a fine-tuned model.
 
->>> text = render_card(result.to_dict(), config.to_dict())      # doctest: +SKIP
+>>> text = model_card(result.to_dict(), config.to_dict())      # doctest: +SKIP
 
 It says what the model was made from and how: base model, data statistics, method (and
 what exactly trained), hyperparameters, final evaluation loss and perplexity, and samples.
@@ -14,7 +14,7 @@ _HYPERPARAMETERS = ("method", "last_n", "lora_r", "lora_alpha", "epochs", "max_s
                     "max_length", "eval_ratio", "seed", "keywords", "train_on_prompt")
 
 
-def render_card(result: dict[str, Any], config: dict[str, Any]) -> str:
+def model_card(result: dict[str, Any], config: dict[str, Any]) -> str:
     """Markdown with a small YAML header, as the Hugging Face Hub reads model cards."""
     lines = [
         "---",
@@ -47,26 +47,11 @@ def render_card(result: dict[str, Any], config: dict[str, Any]) -> str:
         "",
         "## Method",
         "",
-        f"- method: **{result.get('method')}**; trained: {result.get('trained')}",
-        f"- trainable parameters: {result.get('trainable_params', 0):,} of {result.get('total_params', 0):,}"
-        f" ({_percent(result)})",
-        f"- precision: {result.get('precision')}, device: {result.get('device')}"
-        + (f", {result['world_size']} processes" if result.get("world_size", 1) > 1 else ""),
-        "",
-        "| hyperparameter | value |",
-        "|---|---|",
-        *[f"| {k} | {_cell(config.get(k))} |" for k in _HYPERPARAMETERS if k in config],
-        f"| learning rate used | {_cell(result.get('lr'))} |",
+        *_method_lines(result, config),
         "",
         "## Results",
         "",
-        f"- steps: {result.get('global_step')}, epochs: {result.get('epochs', 0):.2f}",
-        f"- final training loss: {_num(result.get('train_loss'))}",
-        f"- evaluation loss: {_num(result.get('eval_loss'))}, perplexity: {_num(result.get('perplexity'))}"
-        + (f" (on {result.get('eval_rows')} held-out rows)" if result.get("eval_rows") else
-           " (no rows were held out)"),
-        f"- tokens trained: {result.get('tokens_trained', 0):,} (non-padding)",
-        f"- training time: {result.get('elapsed_s', 0):.0f} s",
+        *_result_lines(result),
         "",
         "## Samples",
         "",
@@ -79,6 +64,33 @@ def render_card(result: dict[str, Any], config: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _method_lines(result: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    return [
+        f"- method: **{result.get('method')}**; trained: {result.get('trained')}",
+        f"- trainable parameters: {result.get('trainable_params', 0):,} of {result.get('total_params', 0):,}"
+        f" ({_percent(result)})",
+        f"- precision: {result.get('precision')}, device: {result.get('device')}"
+        + (f", {result['world_size']} processes" if result.get("world_size", 1) > 1 else ""),
+        "",
+        "| hyperparameter | value |",
+        "|---|---|",
+        *[f"| {k} | {_cell(config.get(k))} |" for k in _HYPERPARAMETERS if k in config],
+        f"| learning rate used | {_cell(result.get('lr'))} |",
+    ]
+
+
+def _result_lines(result: dict[str, Any]) -> list[str]:
+    return [
+        f"- steps: {result.get('global_step')}, epochs: {result.get('epochs', 0):.2f}",
+        f"- final training loss: {_num(result.get('train_loss'))}",
+        f"- evaluation loss: {_num(result.get('eval_loss'))}, perplexity: {_num(result.get('perplexity'))}"
+        + (f" (on {result.get('eval_rows')} held-out rows)" if result.get("eval_rows") else
+           " (no rows were held out)"),
+        f"- tokens trained: {result.get('tokens_trained', 0):,} (non-padding)",
+        f"- training time: {result.get('elapsed_s', 0):.0f} s",
+    ]
 
 
 def _data_lines(result: dict[str, Any]) -> list[str]:

@@ -416,7 +416,7 @@ def _publish(out: Path, run, model, tokenizer, fmt, config: TrainConfig, result:
     """Write the model folder atomically: weights, tokenizer, format, metrics, card, marker."""
     import shutil
 
-    from .card import render_card
+    from .card import model_card
     from .checkpoints import publish
     from .methods import for_saving
 
@@ -431,7 +431,7 @@ def _publish(out: Path, run, model, tokenizer, fmt, config: TrainConfig, result:
         summary = {"config": cfg, "result": res}
         (folder / "training.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n",
                                               encoding="utf-8")
-        (folder / "README.md").write_text(render_card(res, cfg), encoding="utf-8")
+        (folder / "README.md").write_text(model_card(res, cfg), encoding="utf-8")
 
     publish(out, write, info={"base": result.base, "method": result.method, "step": result.global_step})
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import pandas as pd
 
-
 from .job import JobView, duration
 from .uploads import PREVIEW_ROWS
 
