@@ -32,8 +32,8 @@ from typing import Any, Sequence
 
 import gradio as gr
 
-from finetune.web.generate import GenerateHandlers
 from finetune.web.assets import asset
+from finetune.web.generate import GenerateHandlers
 from finetune.web.generate_tab import THEME, GenerateTab, api_endpoint, build_generate_tab, no_builtin_notice
 from finetune.web.registry import ModelRegistry
 from finetune.web.requests import ServeLimits, env_int

@@ -66,7 +66,8 @@ class StepClock:
 
 
 def rows_for(language: str, tmp: Path, count: int):
-    from finetune.builtin.upstream import read_chinese_poetry, read_wikiextractor
+    from finetune.builtin.poetry import read_chinese_poetry
+    from finetune.builtin.wikipedia import read_wikiextractor
 
     if language == "zh":
         root = unpack("chinese-poetry.tar.xz", tmp / "cp", re.compile(r"poet\.tang\.[0-9]000\.simplified\.json$"))

@@ -75,7 +75,7 @@ def nonword_rate(texts: list[str], words: set[str]) -> tuple[float, int]:
 
 def poem_shape(text: str) -> tuple[bool, bool]:
     """(regular: 4 or 8 lines, all of 5 or all of 7 characters, ended; regular and its even lines rhyme)."""
-    from finetune.builtin.upstream import poem_shape as regular_shape
+    from finetune.builtin.poetry import poem_shape as regular_shape
     from textgen.forms import rhyme_group
 
     body = text.strip()
@@ -113,7 +113,8 @@ def per_unit_perplexity(gen, docs: list[tuple[str, list[str], str]], language: s
 def held_out(language: str, tmp: Path, count: int) -> list[tuple[str, list[str], str]]:
     """(title, keywords, text) of texts none of the new models trained on."""
     from finetune.extract import extract_keywords
-    from finetune.builtin.upstream import read_chinese_poetry, read_wikiextractor
+    from finetune.builtin.poetry import read_chinese_poetry
+    from finetune.builtin.wikipedia import read_wikiextractor
 
     if language == "en":
         root = unpack("enwiki-AB.tar.xz", tmp / "enwiki-AB", re.compile(r"wiki_0\d$"))

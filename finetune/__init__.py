@@ -15,7 +15,7 @@ _LAZY = {
     "TrainConfig": "finetune.config",
     "train": "finetune.training",
     "load_corpus": "finetune.data",
-    "DataError": "finetune.data",
+    "DataError": "finetune.errors",
     "DataLimits": "finetune.data",
 }
 

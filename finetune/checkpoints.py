@@ -36,6 +36,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .errors import OutputError, SaveError
+
 COMPLETE_MARKER = "textgen_complete.json"
 CHECKPOINT_MARKER = "textgen_checkpoint.json"
 RUN_MARKER = "textgen_run.json"
@@ -45,12 +47,8 @@ _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 _HASH_CHUNK = 1 << 20
 
 
-class OutputError(ValueError):
-    """--out (or its run folder) cannot be used; the message names the field and the fix."""
 
 
-class SaveError(OSError):
-    """The model could not be written; nothing at --out changed."""
 
 
 # -- hashing and markers ----------------------------------------------------------------------

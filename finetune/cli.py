@@ -133,9 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_libraries()
     from textgen.loading import ModelLoadError
 
-    from .checkpoints import OutputError, SaveError
-    from .data import DataError
-    from .events import TrainingDiverged
+    from .errors import DataError, OutputError, SaveError, TrainingDiverged
     from .training import train
 
     callbacks: list[Any] = [TqdmProgress()] if is_main else []

@@ -6,16 +6,6 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite, or the eval loss rose far above its start; nothing
-    was published."""
-
-    def __init__(self, step: int, loss: float, during: str = "training", start: float | None = None) -> None:
-        what = (f"the {during} loss was {loss}" if start is None else
-                f"the eval loss rose from {start:.3f} before training to {loss:.3f}")
-        super().__init__(f"training diverged: {what} at step {step}; nothing was saved as a model. "
-                         "Lower the learning rate (--lr) and start again. 训练发散：请降低学习率后重试。")
-        self.step, self.loss = step, loss
 
 
 @dataclass

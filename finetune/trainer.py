@@ -21,9 +21,9 @@ from transformers import Trainer, TrainerCallback
 
 from .checkpoints import RunDir
 from .dataset import LengthGroupedSampler
-from .packing import PackedDataset, PackedSampler
+from .errors import TrainingDiverged
 from .methods import unwrap
-from .events import TrainingDiverged
+from .packing import PackedDataset, PackedSampler
 
 SAMPLE_TOKENS = 48  # new tokens per sample text shown at each evaluation
 SAMPLE_SECONDS = 30.0

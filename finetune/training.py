@@ -124,7 +124,7 @@ def _prepare_run(run, config: TrainConfig, out: Path, is_main: bool, notes: list
 
     Runs on the main process first, then on the others (which only read).
     """
-    from .checkpoints import OutputError
+    from .errors import OutputError
 
     settings = _fingerprint(config)
     if not run.path.exists():
@@ -281,7 +281,8 @@ def _prepare(config: TrainConfig, base, report, train_rows, eval_rows, notes: li
     """Choose what trains, tokenise the rows into windows."""
     import torch
 
-    from .data import DataError, load_words
+    from .data import load_words
+    from .errors import DataError
     from .dataset import ExampleDataset
     from .methods import apply_method
     from .packing import PackedDataset

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from textgen import Generator
-from textgen.coverage import Span, find_keyword, matched_as_substring
 from textgen.constraints import KeywordProcessor, build_constraints, keyword_forms, tokens_needed
+from textgen.coverage import Span, find_keyword, matched_as_substring
 from textgen.prompt import encode_prompt
 from textgen.sampling import GeneratedRepetitionPenalty
 

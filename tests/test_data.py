@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from finetune.data import DataError, DataLimits, DataReport, Row, load_corpus, load_words, sniff_encoding
+from finetune.data import DataLimits, DataReport, Row, load_corpus, load_words
+from finetune.encoding import sniff_encoding
+from finetune.errors import DataError
 from finetune.extract import extract_keywords
 
 POEM = "好雨知时节，当春乃发生。随风潜入夜，润物细无声。野径云俱黑，江船火独明。晓看红湿处，花重锦官城。"

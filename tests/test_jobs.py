@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 
 from finetune.checkpoints import CHECKPOINT_MARKER, RunDir, run_dir_for
-from finetune.data import DataError
+from finetune.errors import DataError
 from finetune.web.caps import Caps
 from finetune.web.errors import Busy, HubError, JobError
 from finetune.web.jobs import JobManager
 from finetune.web.protocol import EVENTS, STATE
-from finetune.web.storage import LOCK
 from finetune.web.registry import ModelRegistry
+from finetune.web.storage import LOCK
 
 ROOT = Path(__file__).resolve().parent.parent
 STORY = ("The storm rolled over the sea at night and the sailors watched the lightning. "

@@ -1,6 +1,6 @@
 import pytest
 
-from textgen.keywords import MAX_KEYWORD_CHARS, MAX_KEYWORDS, parse_keywords
+from textgen.keywords import MAX_KEYWORDS, MAX_KEYWORD_CHARS, parse_keywords
 from textgen.params import GenerationParams, param_specs
 
 

@@ -11,8 +11,9 @@ import pytest
 from test_jobs import settings, wait_for, write_corpus
 
 from finetune.web.caps import Caps
+from finetune.web.errors import LibraryError
 from finetune.web.jobs import JobManager
-from finetune.web.library import Library, LibraryError
+from finetune.web.library import Library
 from finetune.web.registry import ModelRegistry
 
 

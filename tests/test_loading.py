@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from textgen import Generator, ModelLoadError
-from textgen import loading
+from textgen import Generator, ModelLoadError, loading
 
 
 class _Marker:

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from finetune.web import registry as registry_mod
-from finetune.web.registry import ModelRegistry, UnknownModelError, data_home, owner_from_request
+from finetune.web.errors import UnknownModelError
+from finetune.web.registry import ModelRegistry, data_home, owner_from_request
 from textgen import ModelLoadError
 
 
@@ -311,9 +312,9 @@ def test_hub_model_loads_its_pinned_commit_for_generation_and_fine_tuning(tmp_pa
     _hub_cache_with_two_commits(tmp_path / "hub", "models--gpt2", bpe_model_dir, pinned, "f" * 40)
     script = f"""
 import sys
-from finetune.web.registry import ModelRegistry
 from finetune.config import TrainConfig
 from finetune.training import _load_base
+from finetune.web.registry import ModelRegistry
 from textgen.loading import load
 
 reg = ModelRegistry({str(home)!r}, builtins=False)

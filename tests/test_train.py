@@ -21,10 +21,9 @@ import torch
 from safetensors.torch import load_file
 
 from finetune import TrainConfig, train
-from finetune.checkpoints import CHECKPOINT_MARKER, COMPLETE_MARKER, RUN_MARKER, SaveError, publish
-from finetune.data import DataError
+from finetune.checkpoints import CHECKPOINT_MARKER, COMPLETE_MARKER, RUN_MARKER, publish
 from finetune.dataset import IGNORE_INDEX, Collator, ExampleDataset, plan_windows
-from finetune.events import TrainingDiverged
+from finetune.errors import DataError, SaveError, TrainingDiverged
 from textgen.prompt import PromptFormat, encode_example, token_ids
 
 REPO = Path(__file__).resolve().parent.parent

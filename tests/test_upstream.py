@@ -5,8 +5,11 @@ import json
 
 import pytest
 
-from finetune.builtin.upstream import (CorpusLayoutError, PoemKeywords, poem_shape, read_chinese_poetry,
-                               read_corpus, read_titled_folder, read_wikiextractor)
+from finetune.builtin.folder import read_titled_folder
+from finetune.builtin.poetry import PoemKeywords, poem_shape, read_chinese_poetry
+from finetune.builtin.rows import CorpusLayoutError
+from finetune.builtin.upstream import read_corpus
+from finetune.builtin.wikipedia import read_wikiextractor
 
 JUEJU = ["床前明月光，疑是地上霜。", "举头望明月，低头思故乡。"]
 LVSHI = ["空山新雨后，天气晚来秋。", "明月松间照，清泉石上流。", "竹喧归浣女，莲动下渔舟。", "随意春芳歇，王孙自可留。"]

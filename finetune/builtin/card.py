@@ -122,7 +122,7 @@ def rewrite_card(language: str, folder: Path) -> None:
 
 def _keywords_note(recipe: Recipe) -> str:
     if recipe.corpus == "chinese-poetry":
-        return "keywords: up to 4 of each poem's common nouns (`finetune.builtin.upstream.PoemKeywords`)"
+        return "keywords: up to 4 of each poem's common nouns (`finetune.builtin.poetry.PoemKeywords`)"
     return "keywords extracted automatically (jieba TF-IDF for Chinese, frequency of content words for English)"
 
 

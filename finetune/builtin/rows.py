@@ -3,8 +3,9 @@ the CSV the training pipeline reads."""
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 KEYWORDS_PER_ROW = 5
@@ -41,3 +42,27 @@ def write_csv(rows: Iterable[Row], path: str | Path) -> tuple[int, int]:
             n_rows += 1
             n_chars += len(row.text)
     return n_rows, n_chars
+
+
+@dataclass
+class ReadReport:
+    """What a reader kept and what it dropped, by reason."""
+
+    files: int = 0
+    rows: int = 0
+    characters: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+
+    def keep(self, row: Row) -> Row:
+        self.rows += 1
+        self.characters += len(row.text)
+        return row
+
+    def summary(self) -> str:
+        why = "; ".join(f"{n} {reason}" for reason, n in self.dropped.most_common())
+        return f"{self.files} files, {self.rows:,} rows, {self.characters:,} characters" + \
+            (f" (dropped: {why})" if why else "")
+
+
+class CorpusLayoutError(FileNotFoundError):
+    """The folder is not in the layout the reader expects; the message says what it looked for."""

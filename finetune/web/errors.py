@@ -16,3 +16,11 @@ class JobError(ValueError):
 
 class HubError(RuntimeError):
     """Pushing to the Hugging Face Hub failed; the message never contains the token."""
+
+
+class LibraryError(ValueError):
+    """A bad key or item id, or a full shelf; the message names the field."""
+
+
+class UnknownModelError(ValueError):
+    """The id or label names no model this user may choose."""

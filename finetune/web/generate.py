@@ -16,7 +16,8 @@ from textgen.prompt import check_title
 from textgen.slots import Busy, FairSlots, SlotLimits
 
 from .cards import candidate_dict, render_card, render_notice, render_result, render_stream, status_html
-from .registry import ModelEntry, ModelRegistry, UnknownModelError, owner_from_request
+from .errors import UnknownModelError
+from .registry import ModelEntry, ModelRegistry, owner_from_request
 from .requests import KEYWORD_MODES_BEST_FIRST, Request, ServeLimits, check_request, keyword_list
 from .session import Partial, Partials, client_address, write_exports
 

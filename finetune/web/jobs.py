@@ -45,10 +45,10 @@ from typing import Any
 
 from .. import REPO_ROOT
 from .caps import Caps, check_settings
-from .errors import Busy, JobError
+from .errors import Busy, JobError, LibraryError
 from .export import check_push, push_model, zip_model
 from .job import ACTIVE, FINAL, MODEL, Job, JobView, Upload, busy_message, duration, minutes
-from .library import Library, LibraryError, LibraryItem, check_key
+from .library import Library, LibraryItem, check_key
 from .protocol import EVENTS, LOG, SPEC, STATE, read_events
 from .uploads import Uploads, check_upload_name
 from .storage import (APP_RUN, JOBS_DIR, LOCK, OWNER, item_model_id, link_or_copy, made_by, orphaned_folders,

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import LibraryError
 from .names import file_stem
 
 LIBRARY_DIR = "library"
@@ -39,8 +40,6 @@ _KEY = re.compile(r"[0-9a-f]{64}")
 _ITEM_ID = re.compile(r"[a-z0-9-]{1,80}")
 
 
-class LibraryError(ValueError):
-    """A bad key or item id, or a full shelf; the message names the field."""
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from .. import REPO_ROOT
+from .errors import UnknownModelError
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,6 @@ _BUILTIN_LABELS = {"textgen-zh": "textgen-zh · 中文 (built-in 内置)",
                    "textgen-en": "textgen-en · English (built-in 内置)"}
 
 
-class UnknownModelError(ValueError):
-    """The id or label names no model this user may choose."""
 
 
 def data_home() -> Path:

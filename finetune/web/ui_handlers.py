@@ -17,11 +17,11 @@ import gradio as gr
 from textgen.messages import bilingual
 
 from .caps import WEB_LR, Caps
-from .errors import Busy, HubError, JobError
+from .errors import Busy, HubError, JobError, LibraryError, UnknownModelError
 from .job import JobView, duration
 from .jobs import JobManager
-from .library import LibraryError, check_key
-from .registry import ModelRegistry, UnknownModelError, owner_from_request
+from .library import check_key
+from .registry import ModelRegistry, owner_from_request
 
 from .ui_render import (EMPTY_REPORT, check_line, empty_preview, escape, plot_frame, preview_table, render_report,
                         render_samples, render_status, report_error)

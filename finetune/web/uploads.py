@@ -17,7 +17,7 @@ SPREADSHEET_SUFFIXES = (".xlsx", ".xls", ".ods", ".numbers")
 
 def check_upload_name(name: str) -> None:
     """Refuse a file whose kind the pipeline does not read, saying what to upload instead."""
-    from ..data import DataError
+    from ..errors import DataError
 
     suffix = Path(name).suffix.lower()
     if suffix in SPREADSHEET_SUFFIXES:
@@ -75,7 +75,8 @@ class Uploads:
 
 def validate(path: Path, name: str, keywords: str) -> tuple[Upload, list]:
     """Read the corpus at `path` (the user called it `name`); the messages name their file."""
-    from ..data import DataError, load_corpus
+    from ..data import load_corpus
+    from ..errors import DataError
 
     try:
         rows, report = load_corpus(path, keywords=keywords)

@@ -38,11 +38,11 @@ def _watch_parent(stop: threading.Event) -> None:
 def _describe(exc: BaseException) -> dict[str, str]:
     """The error event: messages written for users pass as they are; others get a prefix."""
     try:
-        from ..checkpoints import SaveError
-        from ..events import TrainingDiverged
         from textgen.loading import ModelLoadError
 
-        clear: tuple[type, ...] = (ValueError, SaveError, ModelLoadError, TrainingDiverged)  # DataError, OutputError
+        from ..errors import USER_ERRORS
+
+        clear: tuple[type, ...] = (ValueError, ModelLoadError, *USER_ERRORS)
     except Exception:  # noqa: BLE001 - the import itself may be what failed
         clear = (ValueError,)
     text = str(exc)
