@@ -5,11 +5,11 @@ once, here. Importing this module is cheap (no torch).
 """
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from textgen.fields import check_fields, field_specs, spec
 
 METHODS = ("full", "last-n", "head", "lora")
 SCRATCH = "scratch"
@@ -27,12 +27,8 @@ RESUME_FIELDS = ("base", "revision", "config", "method", "last_n", "lora_r", "lo
                  "insert_from", "insert_words")
 
 
-def _spec(default: Any = None, help: str = "", *, low: float | None = None, high: float | None = None,
-          low_open: bool = False, choices: tuple | None = None, required: bool = False):
-    meta = {"help": help, "min": low, "max": high, "low_open": low_open, "choices": choices}
-    if required:
-        return field(metadata={**meta, "required": True})
-    return field(default=default, metadata=meta)
+def _spec(default: Any = None, help: str = "", *, required: bool = False, **rules: Any):
+    return spec(help=help, **rules) if required else spec(default, help, **rules)
 
 
 @dataclass
@@ -89,8 +85,7 @@ class TrainConfig:
                            choices=("auto", "fp32", "bf16", "fp16"))
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            _check_field(self, f)
+        check_fields(self)
         for name in ("data", "out", "base"):
             if not str(getattr(self, name)).strip():
                 raise ValueError(f"{name}: must not be empty")
@@ -115,40 +110,6 @@ class TrainConfig:
         return DEFAULT_LR[SCRATCH if self.base == SCRATCH else self.method]
 
 
-def _check_field(config: TrainConfig, f) -> None:
-    value, meta, kind = getattr(config, f.name), f.metadata, str(f.type)
-    if meta["choices"] is not None:
-        if value not in meta["choices"]:
-            raise ValueError(f"{f.name}: must be one of {', '.join(meta['choices'])}, got {value!r}")
-        return
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise ValueError(f"{f.name}: must be true or false, got {value!r}")
-        return
-    if kind == "str":
-        if not isinstance(value, (str, Path)):
-            raise ValueError(f"{f.name}: must be text, got {type(value).__name__}")
-        return
-    if value is None and "None" in kind:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{f.name}: must be a number, got {value!r}")
-    if kind.startswith("int"):
-        if float(value) != int(value):
-            raise ValueError(f"{f.name}: must be a whole number, got {value!r}")
-        value = int(value)
-    else:
-        value = float(value)
-    setattr(config, f.name, value)
-    low, high = meta["min"], meta["max"]
-    if (meta["low_open"] and value <= low) or value < low or value > high:
-        bound = ">" if meta["low_open"] else ">="
-        raise ValueError(f"{f.name}: must be {bound} {low:g} and <= {high:g}, got {value!r}")
-
-
 def config_specs() -> dict[str, dict[str, Any]]:
     """Default, type, help and bounds of every TrainConfig field, for CLIs and UIs."""
-    from dataclasses import MISSING
-
-    return {f.name: {"default": None if f.default is MISSING else f.default, "type": str(f.type),
-                     "required": f.metadata.get("required", False), **f.metadata} for f in fields(TrainConfig)}
+    return field_specs(TrainConfig)

@@ -11,23 +11,18 @@ ValueError: top_p: must be > 0 and <= 1, got 1.5
 """
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+from .fields import check_fields, field_specs, spec
 
 KEYWORD_MODES = ("off", "soft", "guaranteed")
 FORM_CHOICES = ("free", "wujue", "qijue", "wulv", "qilv")  # textgen.forms.FORMS
 
 
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
-
-
-def _spec(default: Any, help: str, low: float | None = None, high: float | None = None,
-          low_open: bool = False, step: float | None = None, choices: tuple | None = None):
-    return field(default=default, metadata={
-        "help": help, "min": low, "max": high, "low_open": low_open, "step": step, "choices": choices,
-    })
+def _spec(default: Any, help: str, low: float | None = None, high: float | None = None, **rules: Any):
+    # bounds by position: the table below reads as "default, help, low, high"
+    return spec(default, help, low=low, high=high, **rules)
 
 
 @dataclass
@@ -58,37 +53,7 @@ class GenerationParams:
                                0.0, 600.0, low_open=True, step=1)
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            meta = f.metadata
-            if f.name in ("seed", "length") and value is None:
-                continue
-            if meta["choices"] is not None:
-                if value not in meta["choices"]:
-                    raise ValueError(f"{f.name}: must be one of {', '.join(meta['choices'])}, got {value!r}")
-                continue
-            value = self._coerce(f.name, value, int if f.type in ("int", "int | None") else float)
-            setattr(self, f.name, value)
-            low, high = meta["min"], meta["max"]
-            if meta["low_open"] and not value > low:
-                raise ValueError(f"{f.name}: must be > {_num(low)} and <= {_num(high)}, got {value!r}")
-            if not meta["low_open"] and not low <= value <= high:
-                raise ValueError(f"{f.name}: must be between {_num(low)} and {_num(high)}, got {value!r}")
-            if value > high:
-                raise ValueError(f"{f.name}: must be > {_num(low)} and <= {_num(high)}, got {value!r}")
-
-    @staticmethod
-    def _coerce(name: str, value: Any, kind: type) -> int | float:
-        # bool is an int subclass; "3" is not a number. Both are refused rather than guessed at.
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{name}: must be a number, got {value!r}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{name}: must be a finite number, got {value!r}")
-        if kind is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(f"{name}: must be a whole number, got {value!r}")
-            return int(value)
-        return float(value)
+        check_fields(self)
 
     def replace(self, **changes: Any) -> "GenerationParams":
         """A copy with some fields changed (validated again)."""
@@ -103,4 +68,4 @@ class GenerationParams:
 
 def param_specs() -> dict[str, dict[str, Any]]:
     """Bounds, defaults and help of every field, for CLIs and UIs."""
-    return {f.name: {"default": f.default, "type": f.type, **f.metadata} for f in fields(GenerationParams)}
+    return field_specs(GenerationParams)
