@@ -7,7 +7,6 @@ test module; the constants and `launch_app` are imported where needed.
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -22,17 +21,6 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 60_000
 
-
-def launch_app(demo, registry) -> str:
-    """Serve a built app on a free local port, as `python app.py` would; returns its URL."""
-    import app
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                            **app.launch_kwargs(registry))
-    return url
 
 
 @pytest.fixture(scope="module")

@@ -128,3 +128,25 @@ def uer_like_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session", params=["bpe", "bert_zh", "spm"])
 def any_model_dir(request) -> Path:
     return request.getfixturevalue(f"{request.param}_model_dir")
+
+
+@pytest.fixture()
+def registry(tmp_path, bpe_model_dir):
+    """A registry offering the tiny BPE model only (no built-ins, no hub), in a fresh data folder;
+    test modules that need another define their own."""
+    from finetune.web.registry import ModelRegistry
+
+    return ModelRegistry(tmp_path / "home", extra=[bpe_model_dir], builtins=False, hub=False)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from a second thread, and on the shared 2-core machines
+    OpenMP's spinning threads make every op wait on a busy core: one thread is much faster.
+    Modules ask for it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ import httpx  # noqa: E402
 from gradio_client import Client  # noqa: E402
 
 import app  # noqa: E402
+from helpers import free_port, launch_app  # noqa: E402
 
 from finetune.web import cards
 
@@ -40,17 +40,6 @@ MODE = "guaranteed"
 SMALL = dict(n=2, length=8, temperature=0.9, top_k=30, top_p=0.9, repetition_penalty=1.2)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def launch(demo: gr.Blocks, registry: ModelRegistry) -> str:
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
-                            quiet=True, **app.launch_kwargs(registry))
-    return url
-
 
 @pytest.fixture(scope="module")
 def registry(bpe_model_dir, bert_zh_model_dir, tmp_path_factory) -> ModelRegistry:
@@ -66,7 +55,7 @@ def handlers(registry) -> generate.GenerateHandlers:
 @pytest.fixture(scope="module")
 def server(registry):
     demo = app.build_app(registry, queue_size=8)
-    url = launch(demo, registry)
+    url = launch_app(demo, registry)
     yield url
     demo.close()
 
@@ -359,14 +348,14 @@ def test_api_generate_returns_candidates(client, registry):
 
 
 def test_api_reports_keywords_written_as_words(client):
-    from test_keyword_words import as_words
+    from benchmarks.keywords import as_word
 
     keywords = ["hat", "eat", "sit", "long road"]
     for seed in range(3):
         out = client.predict(title="", keywords=keywords, api_name="/generate", keyword_mode=MODE, seed=seed,
                              n=3, max_new_tokens=30)
         for cand in out["candidates"]:
-            assert cand["covered"] == [kw for kw in keywords if as_words(cand["text"], kw)], cand["text"]
+            assert cand["covered"] == [kw for kw in keywords if as_word(cand["text"], kw)], cand["text"]
             assert cand["missing"] == [kw for kw in keywords if kw not in cand["covered"]]
             if MODE == "guaranteed":
                 assert cand["missing"] == []
@@ -478,7 +467,7 @@ def test_full_queue_refuses_at_once_and_earlier_jobs_finish(tmp_path, monkeypatc
     release = threading.Event()
     reg = online_registry(tmp_path, monkeypatch, lambda e: _Blocking(release))
     demo = app.build_app(reg, queue_size=2, concurrency=1, modes=["off"])
-    url = launch(demo, reg)
+    url = launch_app(demo, reg)
     try:
         clients = [Client(url, verbose=False) for _ in range(6)]  # six users: one request each
         jobs = []

@@ -9,8 +9,9 @@ import contextlib
 import re
 
 import pytest
-from browser_support import NEEDS_CHROMIUM, SHOTS, TIMEOUT_MS, launch_app
-from test_keyword_words import WORD, as_words
+from helpers import launch_app
+from browser_support import NEEDS_CHROMIUM, SHOTS, TIMEOUT_MS
+from benchmarks.keywords import LETTER, as_word
 
 pytestmark = NEEDS_CHROMIUM
 
@@ -112,7 +113,7 @@ def test_title_tags_generate_highlight(page):
         marks = cards.nth(i).locator("mark.tg-kw")
         marked = {marks.nth(j).get_attribute("title"): marks.nth(j).inner_text() for j in range(marks.count())}
         assert set(marked) == {"sea", "long road", "lightning"}
-        assert all(as_words(text, kw) for kw, text in marked.items()), marked
+        assert all(as_word(text, kw) for kw, text in marked.items()), marked
         assert "3/3" in cards.nth(i).inner_text()
     shot(page, "generate-en")
 
@@ -136,10 +137,10 @@ def test_highlighted_keywords_are_whole_words(page):
     for card in cards:
         assert sorted(card["covered"]) == sorted(kw for kw, *_ in card["marks"])
         for kw, text, before, after in card["marks"]:
-            assert as_words(text, kw), (kw, text)
-            assert not re.match(WORD, before) and not re.match(WORD, after), (kw, before, text, after)
+            assert as_word(text, kw), (kw, text)
+            assert not re.match(LETTER, before) and not re.match(LETTER, after), (kw, before, text, after)
         for kw in card["missing"]:
-            assert not as_words(card["text"], kw), (kw, card["text"])
+            assert not as_word(card["text"], kw), (kw, card["text"])
         assert card["missing"] == []
     shot(page, "generate-short-keywords")
 

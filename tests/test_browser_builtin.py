@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-from browser_support import NEEDS_CHROMIUM, SHOTS, TIMEOUT_MS, launch_app
+from helpers import launch_app
+from browser_support import NEEDS_CHROMIUM, SHOTS, TIMEOUT_MS
 from test_browser import add_tags, generate_and_wait, title_box
 
 pytestmark = NEEDS_CHROMIUM

@@ -9,9 +9,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from browser_support import NEEDS_CHROMIUM, SHOTS, TIMEOUT_MS, final_status, launch_app
+from helpers import launch_app
+from browser_support import NEEDS_CHROMIUM, SHOTS, TIMEOUT_MS, final_status
 from test_browser import type_into_slider
-from test_jobs import write_corpus
+from helpers import write_corpus
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, NEEDS_CHROMIUM]
 TRAIN_MS = 240_000
@@ -256,8 +257,7 @@ def _server_on(registry, port: int):
         demo = app.build_app(registry)
     finally:
         ui.make_manager = original
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **app.launch_kwargs(registry))
+    launch_app(demo, registry, port=port)
     return demo, managers[0]
 
 

@@ -29,14 +29,7 @@ CASES = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and on the shared 2-core machines
-    OpenMP's spinning threads make every op wait on a busy core: one thread is much faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -295,7 +288,6 @@ def test_soft_covers_more_than_off(any_model_dir, load):
             "", ", ".join(keywords), n=4, seed=seed, max_new_tokens=30, keyword_mode=mode))
     # 160 keyword slots: random weights almost never write one unaided, soft writes most
     assert covered["soft"] >= covered["off"] + 40, covered
-
 
 
 def test_remembered_token_answers_stay_bounded(bpe_model_dir, load, monkeypatch):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import html
 import os
-import socket
 import time
 import zipfile
 from dataclasses import replace
@@ -20,6 +19,7 @@ import gradio as gr  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 
 import app  # noqa: E402
+from helpers import launch_app, write_corpus  # noqa: E402
 import finetune.web.ui as ui  # noqa: E402
 from finetune.web.ui_handlers import FinetuneSettings  # noqa: E402
 from finetune.web import ui_handlers  # noqa: E402
@@ -31,8 +31,6 @@ from finetune.web.job import JobView  # noqa: E402
 from finetune.web.jobs import JobManager  # noqa: E402
 from finetune.web.registry import ModelRegistry  # noqa: E402
 
-STORY = ("The storm rolled over the sea at night and the sailors watched the lightning. "
-         "A quiet garden in spring, with flowers opening under a pale moon. ")
 
 
 class Req:
@@ -45,13 +43,6 @@ class Req:
 ALICE, BOB = Req("alice"), Req("bob")
 
 
-def write_corpus(path: Path, rows: int = 24, encoding: str = "utf-8") -> Path:
-    with path.open("w", encoding=encoding, newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["title", "keywords", "text"])
-        for i in range(rows):
-            writer.writerow([f"Storm {i}", "storm, sea", (STORY * (6 if i % 4 == 0 else 1)).strip()])
-    return path
 
 
 def view(**over) -> JobView:
@@ -61,10 +52,6 @@ def view(**over) -> JobView:
                   resumable=False, stop_reason="", result=None)
     return JobView(**{**values, **over})
 
-
-@pytest.fixture()
-def registry(tmp_path, bpe_model_dir) -> ModelRegistry:
-    return ModelRegistry(tmp_path / "home", extra=[bpe_model_dir], builtins=False, hub=False)
 
 
 @pytest.fixture()
@@ -76,7 +63,7 @@ def handlers(registry):
 
 @pytest.fixture()
 def corpus(tmp_path) -> Path:
-    return write_corpus(tmp_path / "storms.csv")
+    return write_corpus(tmp_path / "storms.csv", keywords="storm, sea")
 
 
 # -- plain functions -------------------------------------------------------------------------
@@ -280,11 +267,7 @@ def server(registry, monkeypatch):
 
     monkeypatch.setattr(ui, "make_manager", make)
     demo = app.build_app(registry, queue_size=8)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                            **app.launch_kwargs(registry))
+    url = launch_app(demo, registry)
     yield url, managers[0]
     demo.close()
     managers[0].close()

@@ -27,7 +27,7 @@ from textgen.params import param_specs  # noqa: E402
 
 from benchmarks.load import RawClient, free_port, generate_args, rss_mb, start_app  # noqa: E402
 
-from browser_support import launch_app  # noqa: E402
+from helpers import launch_app  # noqa: E402
 
 SPECS = param_specs()
 
@@ -110,8 +110,7 @@ def test_a_session_gradio_forgot_can_still_use_its_fine_tuned_model(tmp_path, bp
     folder = tmp_path / "finetune" / "x" / "model"
     shutil.copytree(bpe_model_dir, folder)
     demo = app.build_app(reg, modes=["off"], finetune_tab=False)
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
-                            **app.launch_kwargs(reg, session_capacity=2))
+    url = launch_app(demo, reg, session_capacity=2)
     try:
         alice = RawClient(url)
         model_id = reg.register_finetuned(folder, "Alice's storms", owner=alice.session)
@@ -247,8 +246,7 @@ def test_total_upload_space_is_bounded_with_a_busy_answer(tmp_path, bpe_model_di
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))
     reg = ModelRegistry(tmp_path / "home", extra=[bpe_model_dir], builtins=False, hub=False)
     demo = app.build_app(reg, modes=["off"], finetune_tab=False)
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
-                            **app.launch_kwargs(reg, upload_limit_mb=1))
+    url = launch_app(demo, reg, upload_limit_mb=1)
     try:
         assert _upload(url, "a.csv", os.urandom(700_000)).status_code == 200
         time.sleep(2.1)  # the quota measures the folder at most every 2 s

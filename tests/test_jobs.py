@@ -3,7 +3,6 @@ few steps; stop, resume, one job at a time, a killed worker, the time cap, an ap
 the middle of training, uploads, zips and the Hub push when offline."""
 from __future__ import annotations
 
-import csv
 import fcntl
 import json
 import os
@@ -26,44 +25,20 @@ from finetune.web.protocol import EVENTS, STATE
 from finetune.web.registry import ModelRegistry
 from finetune.web.storage import LOCK
 
+from helpers import settings, wait_for, write_corpus
+
 ROOT = Path(__file__).resolve().parent.parent
-STORY = ("The storm rolled over the sea at night and the sailors watched the lightning. "
-         "A quiet garden in spring, with flowers opening under a pale moon. ")
 
 
-def write_corpus(path: Path, rows: int = 24) -> Path:
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["title", "keywords", "text"])
-        for i in range(rows):
-            writer.writerow([f"Storm {i}", "storm, sea, night", (STORY * (6 if i % 4 == 0 else 1)).strip()])
-    return path
 
 
-def settings(base: Path, **over) -> dict:
-    values = dict(base=str(base), method="lora", epochs=20.0, max_steps=10, batch_size=4, max_length=64,
-                  eval_steps=5, samples=1, precision="fp32", device="cpu")
-    return {**values, **over}
 
 
-def wait_for(manager: JobManager, owner: str, test, timeout: float = 180.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        view = manager.view(owner)
-        if view is not None and test(view):
-            return view
-        time.sleep(0.1)
-    logs = "\n".join(p.read_text()[-2000:] for p in manager.root.glob("*/*/worker.log"))
-    raise AssertionError(f"timed out; last view: {manager.view(owner)}\n{logs}")
 
 
 def final(view) -> bool:
     return view.state in ("done", "failed", "stopped")
 
-
-@pytest.fixture()
-def registry(tmp_path, bpe_model_dir) -> ModelRegistry:
-    return ModelRegistry(tmp_path / "home", extra=[bpe_model_dir], builtins=False, hub=False)
 
 
 @pytest.fixture()

@@ -24,12 +24,7 @@ from textgen.coverage import Written, coverage, find_keyword, written
 from test_constraints import _processor
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -192,8 +187,6 @@ def test_forced_keywords_are_written_as_words_after_a_letter(gens):
 
 # -- generation under a model that glues --------------------------------------------------------------
 # The independent rule, shared with the benchmark: a plain regex, not textgen.coverage.
-WORD = LETTER
-as_words = as_word
 
 
 class GlueLover:
@@ -207,7 +200,7 @@ class GlueLover:
             text = tokenizer.decode(anchor + [t], skip_special_tokens=True)
             own = tokenizer.decode([t], skip_special_tokens=True).lower()
             glue = text.startswith("a") and len(text) > 1 and text[1].isalpha()
-            hidden = any(kw in own and not as_words(own, kw) for kw in keywords if kw.isascii())
+            hidden = any(kw in own and not as_word(own, kw) for kw in keywords if kw.isascii())
             if glue or hidden:
                 self.boosted.append(t)
         self.boost = boost
@@ -251,8 +244,8 @@ def test_guaranteed_short_keywords_are_words_even_when_the_model_glues(family, g
                 for cand in result:
                     assert cand.missing == [], (cand.text, cand.missing)
                     for kw in keywords:
-                        assert as_words(cand.text, kw), (family, kw, cand.text)
-                    glued += any(kw.isascii() and re.search(rf"{WORD}{re.escape(kw)}", cand.text.lower())
+                        assert as_word(cand.text, kw), (family, kw, cand.text)
+                    glued += any(kw.isascii() and re.search(rf"{LETTER}{re.escape(kw)}", cand.text.lower())
                                  for kw in keywords)
     assert glued, "the hostile model never glued a keyword: the case tests nothing"
 
@@ -278,9 +271,9 @@ def test_soft_mode_counts_only_words(gens, hostile):
     for seed in range(4):
         for cand in gen.generate("", "eat, hat, sit", n=3, seed=seed, max_new_tokens=24, keyword_mode="soft"):
             for kw in cand.covered:
-                assert as_words(cand.text, kw), (kw, cand.text)
+                assert as_word(cand.text, kw), (kw, cand.text)
             for kw in cand.missing:
-                assert not as_words(cand.text, kw), (kw, cand.text)
+                assert not as_word(cand.text, kw), (kw, cand.text)
 
 
 # -- what the user sees ----------------------------------------------------------------------------
@@ -299,7 +292,7 @@ def test_ranking_and_spans_follow_the_word_rule(gens, hostile):
         result = gen.generate("", ", ".join(keywords), n=4, seed=seed, max_new_tokens=20, keyword_mode="off")
         assert [len(c.missing) for c in result] == sorted(len(c.missing) for c in result)
         for cand in result:
-            assert cand.covered == [kw for kw in keywords if as_words(cand.text, kw)], cand.text
+            assert cand.covered == [kw for kw in keywords if as_word(cand.text, kw)], cand.text
             for span in cand.spans:  # the first occurrence, whole
-                assert as_words(cand.text[span.start:span.end], span.keyword)
-                assert not as_words(cand.text[:span.start], span.keyword)
+                assert as_word(cand.text[span.start:span.end], span.keyword)
+                assert not as_word(cand.text[:span.start], span.keyword)

@@ -8,7 +8,7 @@ import secrets
 import zipfile
 
 import pytest
-from test_jobs import settings, wait_for, write_corpus
+from helpers import settings, wait_for, write_corpus
 
 from finetune.web.caps import Caps
 from finetune.web.errors import LibraryError

@@ -5,7 +5,6 @@ Every run is a few steps of a one-block, 32-wide GPT-2 from conftest, on CPU in 
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import math
@@ -26,9 +25,9 @@ from finetune.dataset import IGNORE_INDEX, Collator, ExampleDataset, plan_window
 from finetune.errors import DataError, SaveError, TrainingDiverged
 from textgen.prompt import PromptFormat, encode_example, token_ids
 
+from helpers import STORY, write_corpus
+
 REPO = Path(__file__).resolve().parent.parent
-STORY = ("The storm rolled over the sea at night and the sailors watched the lightning. "
-         "A quiet garden in spring, with flowers opening under a pale moon. ")
 
 
 class Row:
@@ -36,32 +35,17 @@ class Row:
         self.title, self.keywords, self.text, self.keywords_auto = title, keywords, text, False
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core machine OpenMP's barriers
-    make each step 5-10x slower when the other core is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# every fourth text long enough to need several windows
+CORPUS = dict(keywords="storm, sea, night, moon", long_times=12)
 
-
-def write_corpus(path: Path, rows: int = 24, long_every: int = 4) -> Path:
-    """A CSV with a header; every `long_every`-th text is long enough to need several windows."""
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["title", "keywords", "text"])
-        for i in range(rows):
-            text = STORY * (12 if i % long_every == 0 else 1)
-            writer.writerow([f"Storm {i}", "storm, sea, night, moon", text.strip()])
-    return path
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(tmp_path: Path, base: Path, **overrides) -> TrainConfig:
     tmp_path.mkdir(parents=True, exist_ok=True)
     data = tmp_path / "corpus.csv"
     if not data.exists():
-        write_corpus(data)
+        write_corpus(data, **CORPUS)
     settings = dict(data=str(data), out=str(tmp_path / "out"), base=str(base), max_steps=4, batch_size=4,
                     max_length=96, eval_steps=2, samples=1, precision="fp32", device="cpu")
     return TrainConfig(**{**settings, **overrides})
@@ -481,7 +465,7 @@ def test_help_is_instant_and_imports_no_torch():
 
 
 def test_cli_end_to_end(tmp_path, bpe_model_dir):
-    data = write_corpus(tmp_path / "corpus.csv")
+    data = write_corpus(tmp_path / "corpus.csv", **CORPUS)
     out = tmp_path / "runs" / "my-model"
     proc = _cli("--data", str(data), "--out", str(out), "--base", str(bpe_model_dir), "--max-steps", "3",
                 "--batch-size", "4", "--max-length", "96", "--eval-steps", "3", "--samples", "1",
@@ -495,7 +479,7 @@ def test_cli_end_to_end(tmp_path, bpe_model_dir):
 
 
 def test_cli_hub_id_offline_says_no_network(tmp_path):
-    data = write_corpus(tmp_path / "corpus.csv")
+    data = write_corpus(tmp_path / "corpus.csv", **CORPUS)
     proc = _cli("--data", str(data), "--out", str(tmp_path / "out"), "--base", "someone/some-gpt2",
                 "--max-steps", "1", "--device", "cpu")
     assert proc.returncode == 2
@@ -504,7 +488,7 @@ def test_cli_hub_id_offline_says_no_network(tmp_path):
 
 
 def test_two_process_ddp_run(tmp_path, bpe_model_dir):
-    data = write_corpus(tmp_path / "corpus.csv")
+    data = write_corpus(tmp_path / "corpus.csv", **CORPUS)
     out = tmp_path / "ddp"
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

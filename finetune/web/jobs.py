@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import logging
 import os
 import secrets
 import shutil
@@ -50,11 +49,9 @@ from .export import check_push, push_model, zip_model
 from .job import ACTIVE, FINAL, MODEL, Job, JobView, Upload, busy_message, duration, minutes
 from .library import Library, LibraryItem, check_key
 from .protocol import EVENTS, LOG, SPEC, STATE, read_events
+from .shelf import Shelf
+from .storage import APP_RUN, JOBS_DIR, LOCK, OWNER, link_or_copy, made_by, orphaned_folders, remove_path, write_json
 from .uploads import Uploads, check_upload_name
-from .storage import (APP_RUN, JOBS_DIR, LOCK, OWNER, item_model_id, link_or_copy, made_by, orphaned_folders,
-                      remove_path, write_json)
-
-log = logging.getLogger(__name__)
 
 
 class JobManager:
@@ -83,7 +80,7 @@ class JobManager:
         self._closed = threading.Event()
         self._token = secrets.token_hex(8)  # marks the owner folders this manager made
         self.library = Library(home)
-        self._claimed: dict[str, set[str]] = {}  # owner -> model ids registered from My models
+        self.shelf = Shelf(self.library, registry)
         self._stale.update({f: time.monotonic() for f in orphaned_folders(self.root)})
         self._thread = threading.Thread(target=self._watch, name="textgen-jobs", daemon=True)
         self._thread.start()
@@ -237,10 +234,7 @@ class JobManager:
         with self._lock:
             upload = self.uploads.pop(owner)
             files = self._session_files.pop(owner, [])
-            claimed = self._claimed.pop(owner, set())
-        for model_id in claimed:  # kept on disk: the next session of this browser claims them again
-            with contextlib.suppress(ValueError):
-                self.registry.unregister(model_id, owner)
+        self.shelf.release(owner)  # kept on disk: the next session of this browser claims them again
         with self._lock:
             self._folders.pop(owner, None)
             now = time.monotonic()
@@ -291,41 +285,23 @@ class JobManager:
     def claim(self, owner: str, key: Any) -> list[tuple[LibraryItem, str | None]]:
         """Offer this browser's kept models to its current session; (item, model id) pairs."""
         _check_owner(owner)
-        items = self.library.items(key)
-        out = []
-        for item in items:
-            model_id = None
-            if self.registry is not None:
-                try:
-                    model_id = self.registry.register_finetuned(item.folder, item.label, owner=owner,
-                                                                model_id=item_model_id(owner, item.folder))
-                except (ValueError, OSError) as exc:  # an incomplete folder: listed, not offered
-                    log.warning("My models: %s cannot be offered: %s", item.id, exc)
-            with self._lock:
-                if model_id:
-                    self._claimed.setdefault(owner, set()).add(model_id)
-            out.append((item, model_id))
-        return out
+        return self.shelf.claim(owner, key)
 
     def forget(self, owner: str, key: Any, item_id: Any) -> LibraryItem:
         """Delete one of this browser's kept models (requests already running finish)."""
-        item = self.library.get(key, item_id)
-        if self.registry is not None:
-            try:
-                self.registry.unregister(item_model_id(owner, item.folder), owner)
-            except ValueError:
-                pass
+        folder = self.library.get(key, item_id).folder
         with self._lock:
             for job in self._jobs.values():
-                if job.published == item.folder:
+                if job.published == folder:
                     job.model_id = None
-        return self.library.remove(key, item_id)
+        return self.shelf.forget(owner, key, item_id)
 
     def zip_item(self, owner: str, key: Any, item_id: Any) -> Path:
         item = self.library.get(key, item_id)
         with self._lock:
             folder = self._folder(owner)
         return zip_model(item.folder, item.label, folder)
+
     def push_to_hub(self, owner: str, repo_id: Any, token: Any, *, private: bool = True,
                     endpoint: str | None = None) -> str:
         """Upload the owner's finished model to the Hub repo `repo_id` ("user/name"); returns its
@@ -413,10 +389,7 @@ class JobManager:
         if self.registry is None:
             return None
         if job.published is not None:
-            model_id = self.registry.register_finetuned(job.published, job.label, owner=owner,
-                                                        model_id=item_model_id(owner, job.published))
-            self._claimed.setdefault(owner, set()).add(model_id)
-            return model_id
+            return self.shelf.register(owner, job.published, job.label)
         return self.registry.register_finetuned(job.model_dir, job.label, owner=owner)
 
     def _unregister(self, job: Job) -> None:
