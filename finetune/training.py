@@ -24,7 +24,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import random
 import threading
 import time
@@ -33,8 +32,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .config import (EVALS_PER_RUN, LOGS_PER_RUN, MAX_EVAL_ROWS, PACKED_ROW_TOKENS, RESUME_FIELDS, SCRATCH,
-                     WARMUP, TrainConfig)
+from .arguments import epoch_steps, precision_of, training_args
+from .config import MAX_EVAL_ROWS, PACKED_ROW_TOKENS, RESUME_FIELDS, SCRATCH, TrainConfig
 from .events import Listeners, RunInfo, TrainResult
 
 
@@ -68,7 +67,7 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = (),
     check_out(out)
     run = RunDir(run_dir_for(out))
     train_rows, eval_rows = split_rows(rows, config.eval_ratio, config.seed)
-    args = _training_args(config, run.path, has_eval=bool(eval_rows))
+    args = training_args(config, run.path, has_eval=bool(eval_rows))
     is_main = args.process_index == 0
     notes: list[str] = []
     try:
@@ -78,7 +77,7 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = (),
             resume_from = _prepare_run(run, config, out, is_main, notes)
             base = _load_base(config, report, rows, run, is_main, resume_from is not None)
         parts = _prepare(config, base, report, train_rows, eval_rows, notes)
-        if config.steps_cap and config.max_steps and _epoch_steps(config, args, len(parts.train_ds)) <= config.max_steps:
+        if config.steps_cap and config.max_steps and epoch_steps(config, args, len(parts.train_ds)) <= config.max_steps:
             args.max_steps = -1  # the epochs end first (Trainer reads max_steps when training starts)
         trainer, bridge = _make_trainer(config, args, run, parts, listeners, stop)
     except BaseException:
@@ -90,14 +89,6 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = (),
     if is_main:
         listeners("end", result=result)
     return result
-
-
-def _epoch_steps(config: TrainConfig, args, n_train: int) -> int:
-    """Optimizer steps the epochs take, counted as Trainer counts them: batches per process
-    (a distributed sampler gives each ceil(n / world) examples) times the epochs, rounded up."""
-    per_process = math.ceil(n_train / max(args.world_size, 1))
-    per_epoch = max(math.ceil(per_process / config.batch_size) // args.gradient_accumulation_steps, 1)
-    return math.ceil(config.epochs * per_epoch)
 
 
 def split_rows(rows: Sequence[Any], eval_ratio: float, seed: int) -> tuple[list[Any], list[Any]]:
@@ -199,63 +190,6 @@ def _build_scratch(config: TrainConfig, report, rows, folder: Path) -> None:
     save_scratch(model, tokenizer, folder, dtype="float32")
 
 
-def _device_and_precision(config: TrainConfig) -> tuple[bool, str]:
-    """(use_cpu, precision) resolved for this machine; errors name the field."""
-    import torch
-
-    from textgen.device import cpu_has_fast_bf16
-
-    cuda = torch.cuda.is_available()
-    if config.device == "cuda" and not cuda:
-        raise ValueError("device: cuda was asked for, but torch sees no CUDA GPU")
-    use_cpu = config.device == "cpu" or not cuda
-    precision = config.precision
-    if precision == "auto":
-        if use_cpu:
-            precision = "bf16" if cpu_has_fast_bf16() else "fp32"
-        else:  # fp16 needs loss scaling and can overflow: only when asked for (--precision fp16)
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if precision == "fp16" and use_cpu:
-        raise ValueError("precision: fp16 needs a CUDA GPU; use bf16 or fp32 on a CPU")
-    return use_cpu, precision
-
-
-def _training_args(config: TrainConfig, run_path: Path, *, has_eval: bool):
-    from transformers import TrainingArguments
-
-    use_cpu, precision = _device_and_precision(config)
-    eval_steps = config.eval_steps or EVALS_PER_RUN
-    return TrainingArguments(
-        output_dir=str(run_path),
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=min(config.batch_size, 8),  # eval batches stay small (bounded memory)
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps or -1,
-        learning_rate=config.learning_rate,
-        warmup_steps=WARMUP,
-        weight_decay=0.0,  # also keeps frozen embedding rows exactly frozen (see methods.py)
-        logging_strategy="steps", logging_steps=LOGS_PER_RUN, logging_first_step=True,
-        logging_nan_inf_filter=False,  # we check the loss ourselves, every step
-        eval_strategy="steps" if has_eval else "no", eval_steps=eval_steps if has_eval else None,
-        eval_on_start=has_eval,  # the model before training: the plot's first point, the divergence baseline
-        prediction_loss_only=True,  # never collect (batch, length, vocab) logits during evaluation
-        save_strategy="steps", save_steps=config.save_steps or eval_steps,
-        save_total_limit=None,  # we rotate ourselves, counting complete checkpoints only
-        bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=use_cpu,
-        optim="adamw_torch_fused" if config.pack else "adamw_torch",  # one kernel for all parameters
-        ddp_backend="gloo" if use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
-        ddp_find_unused_parameters=False,
-        auto_find_batch_size=not use_cpu,  # on CUDA out-of-memory, retry at half the batch size
-        include_num_input_tokens_seen="all" if config.pack else "non_padding",  # packed blocks have no padding
-        label_names=["labels"],
-        remove_unused_columns=False,
-        dataloader_pin_memory=not use_cpu,
-        seed=config.seed,
-        report_to="none", disable_tqdm=True,
-        log_level="passive", log_level_replica="error",  # the caller decides how chatty transformers is
-    )
-
-
 @dataclass
 class _Parts:
     """The model and data of a run, ready for Trainer."""
@@ -331,7 +265,7 @@ def _make_trainer(config: TrainConfig, args, run, parts: _Parts, listeners: List
         if parts.prompts else None
     info = RunInfo(max_steps=0, start_step=0, trainable_params=parts.method.trainable,
                    total_params=parts.method.total, method=config.method, base=parts.base_name,
-                   device=str(args.device), precision=_precision(args), world_size=args.world_size,
+                   device=str(args.device), precision=precision_of(args), world_size=args.world_size,
                    notes=parts.notes, sample_prompts=parts.prompts, **parts.stats())
     bridge = Bridge(emit=_with_info(listeners, info), should_stop=stop, run=run, samples=samples,
                     is_main=args.process_index == 0)
@@ -344,10 +278,6 @@ def _make_trainer(config: TrainConfig, args, run, parts: _Parts, listeners: List
     trainer.remove_callback(PrinterCallback)  # our callbacks report; Trainer's would print dicts
     bridge.trainer = trainer
     return trainer, bridge
-
-
-def _precision(args) -> str:
-    return "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
 
 
 def _finish(config: TrainConfig, trainer, bridge, output, parts: _Parts, run, out: Path,
@@ -368,7 +298,7 @@ def _finish(config: TrainConfig, trainer, bridge, output, parts: _Parts, run, ou
         tokens_trained=int(state.num_input_tokens_seen), elapsed_s=0.0, base=parts.base_name,
         scratch=config.base == SCRATCH, method=config.method, trained=parts.method.description,
         trainable_params=parts.method.trainable, total_params=parts.method.total, lr=config.learning_rate,
-        precision=_precision(args), device=str(args.device), world_size=args.world_size,
+        precision=precision_of(args), device=str(args.device), world_size=args.world_size,
         samples=bridge.last_eval[2] if bridge.last_eval else [], notes=parts.notes, name=config.name.strip()[:60] or out.name,
         **parts.stats())
     if not stopped:
