@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("textgen", "finetune")
 # the two tabs and what serves only them; everything else serves scripts too
 GRADIO_ALLOWED = {"app", "finetune.web.ui", "finetune.web.generate", "finetune.web.generate_tab",
-                  "finetune.web.requests", "finetune.web.session", "finetune.web.ui_handlers"}
+                  "finetune.web.requests", "finetune.web.session", "finetune.web.ui_handlers",
+                  "finetune.web.ui_library", "finetune.web.ui_session"}
 
 
 def _modules() -> dict[str, Path]:

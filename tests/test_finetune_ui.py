@@ -376,11 +376,11 @@ def test_check_settings_enables_start_only_with_a_corpus_and_valid_settings(hand
 def test_my_models_refuse_bad_keys_and_ids_with_a_message(handlers):
     key = "ab" * 32
     with pytest.raises(gr.Error, match="choose one of your models first"):
-        handlers.library_use(key, None, ALICE)
+        handlers.library.use(key, None, ALICE)
     for item in ("../../etc", "x" * 200, None):
         with pytest.raises(gr.Error, match="no model .* in your models"):
-            handlers.library_download(key, item, ALICE)
+            handlers.library.download(key, item, ALICE)
     with pytest.raises(gr.Error, match="the browser's key must be 64 hexadecimal digits"):
-        handlers.library_download("not-a-key", "x", ALICE)
-    assert handlers.library_delete(key, None, ALICE) == (gr.skip(), gr.skip(), gr.skip())  # declined
-    assert handlers.library_refresh(None, None, ALICE) == gr.skip()  # before the page sent its key
+        handlers.library.download("not-a-key", "x", ALICE)
+    assert handlers.library.delete(key, None, ALICE) == (gr.skip(), gr.skip(), gr.skip())  # declined
+    assert handlers.library.refresh(None, None, ALICE) == gr.skip()  # before the page sent its key

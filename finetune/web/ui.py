@@ -25,7 +25,8 @@ from .caps import WEB_DEFAULTS
 from .errors import JobError
 from .jobs import JobManager
 from .registry import ModelRegistry
-from .ui_handlers import FinetuneHandlers, FinetuneSettings, _error, _owner, lr_placeholder, make_manager
+from .ui_handlers import FinetuneHandlers, FinetuneSettings, lr_placeholder, make_manager
+from .ui_session import session_owner, tab_error
 from .ui_render import EMPTY_REPORT, check_line, empty_preview, render_samples, render_status
 
 POLL_S = 1.0
@@ -197,13 +198,13 @@ def _wire(ui: SimpleNamespace, h: FinetuneHandlers, generate: Any) -> None:
     ui.timer.tick(h.poll, [ui.seen, ui.key], refresh, queue=False, **private_).then(**check_)
     ui.zip_button.click(h.prepare_download, None, ui.download, **private_)
     ui.push.click(h.push, [ui.repo_id, ui.token, ui.private], [ui.pushed, ui.token], **private_)
-    ui.use.click(h.library_use, [ui.key, ui.library], [generate.model, ui.base], **private_)
-    ui.fetch.click(h.library_download, [ui.key, ui.library], ui.fetched, **private_)
-    ui.remove.click(h.library_delete, [ui.key, ui.library], [ui.library, generate.model, ui.fetched],
+    ui.use.click(h.library.use, [ui.key, ui.library], [generate.model, ui.base], **private_)
+    ui.fetch.click(h.library.download, [ui.key, ui.library], ui.fetched, **private_)
+    ui.remove.click(h.library.delete, [ui.key, ui.library], [ui.library, generate.model, ui.fetched],
                     js=asset(CONFIRM_DELETE_JS), **private_)
     ui.library.change(lambda: gr.update(visible=False), None, ui.fetched, queue=False, **private_)
     # the page opens on the Generate tab: this tab's lists are filled again when it is shown
-    ui.tab.select(h.library_refresh, [ui.key, ui.library], ui.library, queue=False, **private_)
+    ui.tab.select(h.library.refresh, [ui.key, ui.library], ui.library, queue=False, **private_)
 
     root = gr.context.Context.root_block
     root.load(h.attach, [ui.job_id, ui.key_box], [*refresh, *form, ui.key], js=asset(LOAD_JOB_JS), queue=False,
@@ -228,15 +229,15 @@ def _api(h: FinetuneHandlers, manager: JobManager, step_cap: int) -> None:
 
     def finetune_status(request: gr.Request = None) -> dict:
         """{"job": state, step, max_steps, losses, evals, samples, model_id …, "busy", "upload"}."""
-        return h.api_status(_owner(request))
+        return h.api_status(session_owner(request))
 
     def finetune_stop(request: gr.Request = None) -> dict:
         """Stop your running fine-tune at the end of its step (a checkpoint is kept)."""
-        owner = _owner(request)
+        owner = session_owner(request)
         try:
             return manager.stop(owner).to_dict()
         except JobError as exc:
-            raise _error(exc) from None
+            raise tab_error(exc) from None
 
     gr.api(finetune_start, api_name="finetune_start")
     gr.api(finetune_status, api_name="finetune_status", queue=False)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import secrets
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +20,10 @@ from .job import JobView, duration
 from .jobs import JobManager
 from .library import check_key
 from .registry import ModelRegistry, owner_from_request
-
+from .ui_library import LibraryHandlers
 from .ui_render import (EMPTY_REPORT, check_line, empty_preview, escape, plot_frame, preview_table, render_report,
                         render_samples, render_status, report_error)
+from .ui_session import hand_over, session_owner, tab_error
 
 
 # Seconds per optimizer step of a LoRA run of a 4.3M-parameter built-in at batch 4 × 128 tokens
@@ -51,17 +50,6 @@ def caps_from_env() -> Caps:
 def make_manager(registry: ModelRegistry) -> JobManager:
     """The tab's job manager (tests replace this to keep a handle on it)."""
     return JobManager(registry.home, registry, caps=caps_from_env())
-
-
-def _error(exc: Exception, title: str = "Fine-tune 微调") -> gr.Error:
-    return gr.Error(bilingual(str(exc)), title=title, print_exception=False)
-
-
-def _owner(request: gr.Request | None) -> str:
-    owner = owner_from_request(request)
-    if not owner:
-        raise gr.Error("session: no browser session; reload the page 请刷新页面", print_exception=False)
-    return owner
 
 
 def parse_lr(value: Any, method: Any) -> float | None:
@@ -109,6 +97,7 @@ class FinetuneHandlers:
 
     def __init__(self, registry: ModelRegistry, manager: JobManager) -> None:
         self.registry, self.manager = registry, manager
+        self.library = LibraryHandlers(registry, manager)  # the My models box
 
     # settings
     def base_choices(self, owner: str | None) -> list[tuple[str, str]]:
@@ -126,7 +115,7 @@ class FinetuneHandlers:
         try:
             entry = self.registry.resolve(form.base, owner)
         except UnknownModelError as exc:
-            raise _error(exc, "Unknown model 未知模型") from None
+            raise tab_error(exc, "Unknown model 未知模型") from None
         source = "auto" if entry.kind == "auto" else str(entry.source)
         return dict(base=source, revision=entry.revision or "", method=form.method, epochs=form.epochs,
                     max_steps=form.max_steps, lr=parse_lr(form.lr, form.method), batch_size=form.batch_size,
@@ -197,21 +186,21 @@ class FinetuneHandlers:
     # upload
     def upload(self, file: Any, keywords: str = "column", request: gr.Request | None = None):
         """File → (report html, preview table, model name); Start follows from `check_settings`."""
-        owner = _owner(request)
+        owner = session_owner(request)
         if not file:
             return EMPTY_REPORT, empty_preview(), gr.skip()
         path = Path(file if isinstance(file, (str, Path)) else getattr(file, "name", ""))
         try:
             upload, rows = self.manager.save_upload(owner, path, keywords=_keywords(keywords))
         except (ValueError, OSError) as exc:
-            raise _error(exc, "Corpus not usable 语料无法使用") from None
+            raise tab_error(exc, "Corpus not usable 语料无法使用") from None
         finally:
             _drop_gradio_copy(path)
         name = f"{Path(upload.name).stem[:40]} · fine-tuned 微调"
         return render_report(upload), preview_table(rows), name
 
     def rekeyword(self, keywords: str, request: gr.Request | None = None):
-        owner = _owner(request)
+        owner = session_owner(request)
         if self.manager.upload(owner) is None:
             return gr.skip(), gr.skip()
         try:
@@ -223,19 +212,19 @@ class FinetuneHandlers:
     # jobs
     def start_job(self, form: FinetuneSettings, name: Any, library_key: Any = None,
                   request: gr.Request | None = None) -> JobView:
-        owner = _owner(request)
+        owner = session_owner(request)
         try:
             settings = self.settings(form, owner)
         except ValueError as exc:
-            raise _error(exc, "Cannot start 无法开始") from None
+            raise tab_error(exc, "Cannot start 无法开始") from None
         label = name if isinstance(name, str) and name.strip() else "fine-tuned 微调"
         try:
             return self.manager.start(owner, settings, label=label, form={**form.shown(), "name": label},
                                       library_key=library_key or None)
         except Busy as exc:
-            raise _error(exc, "Busy 忙") from None
+            raise tab_error(exc, "Busy 忙") from None
         except (JobError, ValueError) as exc:
-            raise _error(exc, "Cannot start 无法开始") from None
+            raise tab_error(exc, "Cannot start 无法开始") from None
 
     def start(self, base: Any, method: Any, epochs: Any, max_steps: Any, lr: Any, batch_size: Any,
               max_length: Any, name: Any, library_key: Any = None, request: gr.Request | None = None):
@@ -245,7 +234,7 @@ class FinetuneHandlers:
         return (*self.screen(view, owner_from_request(request)), view.id, {"job": view.id})
 
     def stop(self, request: gr.Request | None = None):
-        owner = _owner(request)
+        owner = session_owner(request)
         try:
             view = self.manager.stop(owner)
         except JobError as exc:
@@ -254,13 +243,13 @@ class FinetuneHandlers:
         return self.screen(view, owner)
 
     def resume(self, request: gr.Request | None = None):
-        owner = _owner(request)
+        owner = session_owner(request)
         try:
             view = self.manager.resume(owner)
         except Busy as exc:
-            raise _error(exc, "Busy 忙") from None
+            raise tab_error(exc, "Busy 忙") from None
         except JobError as exc:
-            raise _error(exc) from None
+            raise tab_error(exc) from None
         return self.screen(view, owner)
 
     def screen(self, view: JobView | None, owner: str | None = None) -> tuple:
@@ -281,14 +270,14 @@ class FinetuneHandlers:
 
     def poll(self, seen: dict | None, key: Any = None, request: gr.Request | None = None):
         """Timer tick: the screen, plus the model lists and My models once a model is ready."""
-        owner = _owner(request)
+        owner = session_owner(request)
         return self._refresh(self.manager.view(owner), seen, owner, key)
 
     def attach(self, job_id: Any, key: Any = None, request: gr.Request | None = None):
         """Page load: offer this browser's kept models (My models), re-attach to the job it
         started (its id survives a reload) and show the form as that job was started."""
-        owner = _owner(request)
-        kept = self._claim(owner, key)
+        owner = session_owner(request)
+        kept = self.library.claim(owner, key)
         view = self.manager.adopt(job_id, owner) if job_id else None
         view = view or self.manager.view(owner)
         *screen, models, bases, _, seen = self._refresh(view, {}, owner)
@@ -296,16 +285,7 @@ class FinetuneHandlers:
             models = gr.update(choices=self.registry.choices(owner))
         base, *form = self._form(view, owner)
         bases = gr.update(choices=self.base_choices(owner), **({} if base is None else {"value": base}))
-        return (*screen, models, bases, self._library_list(kept), seen, *form, _valid_key(key))
-
-    def _claim(self, owner: str, key: Any) -> list:
-        if not key:
-            return []
-        try:
-            return self.manager.claim(owner, key)
-        except LibraryError as exc:
-            gr.Warning(bilingual(str(exc)))
-            return []
+        return (*screen, models, bases, self.library.shelf_list(kept), seen, *form, _valid_key(key))
 
     def _form(self, view: JobView | None, owner: str) -> tuple:
         """(base id or None, then FORM_OUTPUTS): the settings, name, report and preview of the
@@ -321,53 +301,6 @@ class FinetuneHandlers:
                                                                placeholder=lr_placeholder(f.get("method"))),
                 value("batch_size"), value("max_length"), value("name"))
 
-    # My models
-    def _library_list(self, kept: list, selected: str | None = None):
-        import datetime as dt
-
-        choices = [(f"{item.label} · {dt.datetime.fromtimestamp(item.created):%Y-%m-%d %H:%M}", item.id)
-                   for item, _ in kept]
-        ids = [i for _, i in choices]
-        value = selected if selected in ids else (ids[-1] if ids else None)
-        return gr.update(choices=choices, value=value)
-
-    def library_refresh(self, key: Any, selected: Any = None, request: gr.Request | None = None):
-        """The tab is shown: the list again (before the page load sent the key: as it is)."""
-        owner = _owner(request)
-        if not key:
-            return gr.skip()
-        return self._library_list(self._claim(owner, key), selected if isinstance(selected, str) else None)
-
-    def library_use(self, key: Any, item_id: Any, request: gr.Request | None = None):
-        """Select a kept model in the Generate tab (and as the base of the next fine-tune)."""
-        owner = _owner(request)
-        kept = dict((item.id, model_id) for item, model_id in self._claim(owner, key))
-        if item_id not in kept or kept[item_id] is None:
-            raise _error(LibraryError("library: choose one of your models first 请先选择一个模型"), "My models 我的模型")
-        gr.Info("Selected in the Generate tab 已在「生成」页选中")
-        return (gr.update(choices=self.registry.choices(owner), value=kept[item_id]),
-                gr.update(choices=self.base_choices(owner)))
-
-    def library_download(self, key: Any, item_id: Any, request: gr.Request | None = None):
-        owner = _owner(request)
-        try:
-            built = self.manager.zip_item(owner, key, item_id)
-        except LibraryError as exc:
-            raise _error(exc, "My models 我的模型") from None
-        return gr.update(value=str(self._hand_over(owner, built)), visible=True)
-
-    def library_delete(self, key: Any, item_id: Any, request: gr.Request | None = None):
-        owner = _owner(request)
-        if item_id is None:  # the confirmation was declined
-            return gr.skip(), gr.skip(), gr.skip()
-        try:
-            item = self.manager.forget(owner, key, item_id)
-        except LibraryError as exc:
-            raise _error(exc, "My models 我的模型") from None
-        gr.Info(f"Deleted {item.label} 已删除")
-        return (self._library_list(self._claim(owner, key)), gr.update(choices=self.registry.choices(owner)),
-                gr.update(visible=False))
-
     def _refresh(self, view: JobView | None, seen: dict | None, owner: str, key: Any = None):
         seen = dict(seen or {})
         models = bases = library = gr.skip()
@@ -376,7 +309,7 @@ class FinetuneHandlers:
             models = gr.update(choices=self.registry.choices(owner), value=view.model_id)
             bases = gr.update(choices=self.base_choices(owner))
             if view.library_id and key:
-                library = self._library_list(self._claim(owner, key), view.library_id)
+                library = self.library.shelf_list(self.library.claim(owner, key), view.library_id)
             if view.library_note:
                 gr.Warning(view.library_note)
         status, plot, samples, *rest = self.screen(view, owner)
@@ -397,26 +330,16 @@ class FinetuneHandlers:
     def prepare_download(self, request: gr.Request | None = None):
         """Zip the model in the session's folder, then hand it to gradio from a random folder
         of its cache (the data folder itself is blocked); deleted when the session ends."""
-        owner = _owner(request)
+        owner = session_owner(request)
         try:
             built = self.manager.zip_model(owner)
         except JobError as exc:
-            raise _error(exc) from None
-        return gr.update(value=str(self._hand_over(owner, built)), visible=True)
-
-    def _hand_over(self, owner: str, built: Path) -> Path:
-        """Move a zip from the session's folder to a random folder of gradio's cache (the data
-        folder itself is blocked from gradio's file route); deleted when the session ends."""
-        folder = Path(gr.utils.get_upload_folder()) / f"textgen-{secrets.token_hex(20)}"
-        folder.mkdir(parents=True, mode=0o700)
-        dest = folder / built.name
-        shutil.move(built, dest)
-        self.manager.keep_until_release(owner, folder)
-        return dest
+            raise tab_error(exc) from None
+        return gr.update(value=str(hand_over(self.manager, owner, built)), visible=True)
 
     def push(self, repo_id: Any, token: Any, private: Any, request: gr.Request | None = None):
         """Push to the Hub with the token typed in; the token box is emptied whatever happens."""
-        owner = _owner(request)
+        owner = session_owner(request)
         try:
             url = self.manager.push_to_hub(owner, repo_id, token, private=bool(private))
         except (ValueError, HubError) as exc:
