@@ -61,3 +61,28 @@ def test_good_params_and_specs():
         p.replace(beams=2)
     specs = param_specs()
     assert specs["top_p"]["max"] == 1 and specs["n"]["min"] == 1 and specs["n"]["max"] == 8
+
+
+def test_a_bad_switch_is_refused_naming_the_field_not_with_a_type_error():
+    # the choices of a switch are booleans: the message must still read as text
+    with pytest.raises(ValueError, match=r"rhyme: must be one of True, False, got 'x'"):
+        GenerationParams(rhyme="x")
+
+
+def test_the_field_rules_are_the_same_for_sampling_and_training():
+    from finetune.config import TrainConfig
+
+    with pytest.raises(ValueError, match="n: must be between 1 and 8, got 9"):
+        GenerationParams(n=9)
+    with pytest.raises(ValueError, match="batch_size: must be between 1 and 1024, got 0"):
+        TrainConfig(data="a.csv", out="m", batch_size=0)
+    with pytest.raises(ValueError, match="temperature: must be > 0 and <= 5"):
+        GenerationParams(temperature=0)
+    with pytest.raises(ValueError, match="lr: must be > 0 and <= 1"):
+        TrainConfig(data="a.csv", out="m", lr=0)
+    with pytest.raises(ValueError, match="seed: must be a finite number"):
+        GenerationParams(seed=float("inf"))
+    with pytest.raises(TypeError):  # a required field stays required
+        TrainConfig(data="a.csv")
+    assert TrainConfig(data="a.csv", out="m", epochs=2).epochs == 2.0  # coerced to the field's type
+    assert GenerationParams(n=2.0).n == 2 and isinstance(GenerationParams(n=2.0).n, int)
