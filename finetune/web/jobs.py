@@ -44,9 +44,9 @@ from typing import Any
 
 from .. import REPO_ROOT
 from .caps import Caps, check_settings
-from .errors import Busy, JobError, LibraryError
+from .errors import Busy, JobError
 from .export import check_push, push_model, zip_model
-from .job import ACTIVE, FINAL, MODEL, Job, JobView, Upload, busy_message, duration, minutes
+from .job import ACTIVE, FINAL, MODEL, Job, JobView, Upload, busy_message, minutes
 from .library import Library, LibraryItem, check_key
 from .protocol import EVENTS, LOG, SPEC, STATE, read_events
 from .shelf import Shelf
@@ -219,8 +219,8 @@ class JobManager:
                 return None
             if job.owner != owner:
                 if job.model_id and self.registry is not None:
-                    self._unregister(job)
-                    job.model_id = self._register(job, owner)
+                    self.shelf.withdraw(job)
+                    job.model_id = self.shelf.offer(job, owner)
                 self._folders.setdefault(owner, job.folder.parent)
                 job.owner = owner
             job.detached = None
@@ -381,23 +381,9 @@ class JobManager:
 
     def _remove(self, job: Job) -> None:
         if job.model_id:
-            self._unregister(job)
+            self.shelf.withdraw(job)
         self._jobs.pop(job.id, None)
         shutil.rmtree(job.folder, ignore_errors=True)
-
-    def _register(self, job: Job, owner: str) -> str | None:
-        if self.registry is None:
-            return None
-        if job.published is not None:
-            return self.shelf.register(owner, job.published, job.label)
-        return self.registry.register_finetuned(job.model_dir, job.label, owner=owner)
-
-    def _unregister(self, job: Job) -> None:
-        try:
-            self.registry.unregister(job.model_id, job.owner)
-        except ValueError:  # already gone
-            pass
-        job.model_id = None
 
     def _save_state(self, job: Job) -> None:
         write_json(job.folder / STATE, {"id": job.id, "state": job.state, "label": job.label,
@@ -446,42 +432,12 @@ class JobManager:
         if self._running is job:
             self._running = None
         if job.conclude(code, lambda: RunDir(run_dir_for(job.model_dir)).last_complete()):
-            self._publish(job)
+            self.shelf.publish(job)
         if job.state in ("done", "failed"):
             job.corpus.unlink(missing_ok=True)
         if job.state == "failed":
             shutil.rmtree(run_dir_for(job.model_dir), ignore_errors=True)
         self._save_state(job)
-
-    def _publish(self, job: Job) -> None:
-        from textgen.loading import ModelLoadError
-
-        from ..checkpoints import COMPLETE_MARKER, is_complete
-
-        result = job.result or {}
-        if Path(result["output_dir"]).resolve() != job.model_dir.resolve() or \
-                not is_complete(job.model_dir, COMPLETE_MARKER):
-            job.state, job.message = "failed", "The model folder is incomplete; nothing was registered."
-            return
-        if job.library_key:
-            info = {"method": job.config.get("method"), "steps": result.get("global_step"),
-                    "eval_loss": result.get("eval_loss"), "rows": (job.upload.report.rows_kept if job.upload else None),
-                    "corpus": job.upload.name if job.upload else None}
-            try:
-                item = self.library.add(job.library_key, job.model_dir, job.label, info)
-                job.published, job.library_id = item.folder, item.id
-            except (LibraryError, OSError) as exc:
-                job.library_note = str(exc)
-        try:
-            job.model_id = self._register(job, job.owner)
-        except (ValueError, ModelLoadError) as exc:
-            job.state, job.message = "failed", f"The model could not be offered: {exc}"
-            return
-        job.state = "done"
-        loss = result.get("eval_loss")
-        job.message = (f"Done: {result.get('global_step')} steps in {duration(result.get('elapsed_s') or 0)}"
-                       + (f", eval loss {loss:.3f}, perplexity {result.get('perplexity'):.1f}" if loss is not None
-                          else "") + ".")
 
     def sweep(self) -> None:
         """Remove jobs of sessions that ended `retain_s` ago, and what older app runs left
