@@ -27,62 +27,58 @@ RESUME_FIELDS = ("base", "revision", "config", "method", "last_n", "lora_r", "lo
                  "insert_from", "insert_words")
 
 
-def _spec(default: Any = None, help: str = "", *, required: bool = False, **rules: Any):
-    return spec(help=help, **rules) if required else spec(default, help, **rules)
-
-
 @dataclass
 class TrainConfig:
     """Everything a fine-tuning run needs; the CLI's flags and the UI's limits come from here."""
 
-    data: str = _spec(help="corpus file: CSV, TSV or JSONL with title, keywords and text", required=True)
-    out: str = _spec(help="folder to write the fine-tuned model to (created; replaced only if it "
-                          "holds a previous textgen model)", required=True)
-    base: str = _spec("auto", "model to start from: auto (built-in model for the corpus language), "
-                              "a built-in name, a local folder, a hub id, or scratch")
-    name: str = _spec("", "the model's name, the title of its card (any script; empty: the --out folder's name)")
-    revision: str = _spec("", "hub revision of --base: a commit hash (pins the weights), tag or branch; "
-                              "empty: the repo's default branch")
-    config: str = _spec("small", "size of the model with --base scratch", choices=SCRATCH_PRESETS)
-    method: str = _spec("full", "what trains: full (all weights), last-n (last N blocks), "
-                                "head (output layer only), lora (adapters, merged on save)", choices=METHODS)
-    last_n: int = _spec(6, "blocks to train with --method last-n", low=1, high=96)
-    lora_r: int = _spec(8, "LoRA rank with --method lora", low=1, high=256)
-    lora_alpha: float = _spec(16.0, "LoRA scale (alpha) with --method lora", low=0.0, high=1024.0, low_open=True)
-    epochs: float = _spec(3.0, "passes over the training data", low=0.0, high=1000.0, low_open=True)
-    max_steps: int = _spec(0, "stop after this many optimizer steps (0: run all epochs)", low=0, high=10**7)
-    steps_cap: bool = _spec(False, "with --max-steps: stop after the epochs or at max_steps, whichever "
-                                   "comes first (without it, max_steps replaces the epochs)")
-    lr: float | None = _spec(None, "peak learning rate (empty: per method, "
-                                   + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")",
-                             low=0.0, high=1.0, low_open=True)
-    batch_size: int = _spec(8, "examples per step and process", low=1, high=1024)
-    max_length: int = _spec(512, "tokens per example, prompt included; longer texts become "
-                                 "several windows", low=32, high=8192)
-    eval_ratio: float = _spec(0.1, "share of rows held out to measure eval loss and perplexity "
-                                   f"(at most {MAX_EVAL_ROWS} rows)", low=0.0, high=0.5)
-    seed: int = _spec(0, "random seed: same seed and data give the same run", low=0, high=2**32 - 1)
-    keywords: str = _spec("column", "column: use the keywords column (extract where empty); "
-                                    "auto: always extract keywords from the text", choices=("column", "auto"))
-    resume: bool = _spec(False, "continue from the last complete checkpoint of an interrupted run")
-    train_on_prompt: bool = _spec(False, "also train on the title and keywords, not only on the text")
-    insert_keywords: float = _spec(0.0, "share of training examples that also get 1-3 keywords of other rows, "
-                                        "put into the text and the keywords: teaches the model to write "
-                                        "the keywords it is given", low=0.0, high=1.0)
-    insert_from: str = _spec("keywords", "what --insert-keywords borrows: keywords (other rows' keywords), "
-                                         "random (random words of the texts; for Chinese, made-up words of "
-                                         "2-3 of its characters) or words (words of --insert-words)",
-                             choices=("keywords", "random", "words"))
-    insert_words: str = _spec("", "with --insert-from words: a UTF-8 text file of words to borrow, one per "
-                                  "line (text after a tab is ignored), e.g. the vocabulary your users will type")
-    pack: bool = _spec(False, "lay the training examples end to end in blocks of --max-length tokens (no "
-                              "padding, one shape): much faster pretraining from scratch on many short rows")
-    eval_steps: int = _spec(0, "evaluate every N steps (0: every 10% of the run)", low=0, high=10**7)
-    save_steps: int = _spec(0, "checkpoint every N steps (0: at every evaluation)", low=0, high=10**7)
-    samples: int = _spec(2, "sample texts generated at each evaluation", low=0, high=8)
-    device: str = _spec("auto", "auto (CUDA when present), cpu or cuda", choices=("auto", "cpu", "cuda"))
-    precision: str = _spec("auto", "auto: bf16 autocast on GPUs and CPUs with native bf16, else fp32",
-                           choices=("auto", "fp32", "bf16", "fp16"))
+    data: str = spec(help="corpus file: CSV, TSV or JSONL with title, keywords and text")
+    out: str = spec(help="folder to write the fine-tuned model to (created; replaced only if it "
+                         "holds a previous textgen model)")
+    base: str = spec("auto", "model to start from: auto (built-in model for the corpus language), "
+                             "a built-in name, a local folder, a hub id, or scratch")
+    name: str = spec("", "the model's name, the title of its card (any script; empty: the --out folder's name)")
+    revision: str = spec("", "hub revision of --base: a commit hash (pins the weights), tag or branch; "
+                             "empty: the repo's default branch")
+    config: str = spec("small", "size of the model with --base scratch", choices=SCRATCH_PRESETS)
+    method: str = spec("full", "what trains: full (all weights), last-n (last N blocks), "
+                               "head (output layer only), lora (adapters, merged on save)", choices=METHODS)
+    last_n: int = spec(6, "blocks to train with --method last-n", low=1, high=96)
+    lora_r: int = spec(8, "LoRA rank with --method lora", low=1, high=256)
+    lora_alpha: float = spec(16.0, "LoRA scale (alpha) with --method lora", low=0.0, high=1024.0, low_open=True)
+    epochs: float = spec(3.0, "passes over the training data", low=0.0, high=1000.0, low_open=True)
+    max_steps: int = spec(0, "stop after this many optimizer steps (0: run all epochs)", low=0, high=10**7)
+    steps_cap: bool = spec(False, "with --max-steps: stop after the epochs or at max_steps, whichever "
+                                  "comes first (without it, max_steps replaces the epochs)")
+    lr: float | None = spec(None, "peak learning rate (empty: per method, "
+                                  + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")",
+                            low=0.0, high=1.0, low_open=True)
+    batch_size: int = spec(8, "examples per step and process", low=1, high=1024)
+    max_length: int = spec(512, "tokens per example, prompt included; longer texts become "
+                                "several windows", low=32, high=8192)
+    eval_ratio: float = spec(0.1, "share of rows held out to measure eval loss and perplexity "
+                                  f"(at most {MAX_EVAL_ROWS} rows)", low=0.0, high=0.5)
+    seed: int = spec(0, "random seed: same seed and data give the same run", low=0, high=2**32 - 1)
+    keywords: str = spec("column", "column: use the keywords column (extract where empty); "
+                                   "auto: always extract keywords from the text", choices=("column", "auto"))
+    resume: bool = spec(False, "continue from the last complete checkpoint of an interrupted run")
+    train_on_prompt: bool = spec(False, "also train on the title and keywords, not only on the text")
+    insert_keywords: float = spec(0.0, "share of training examples that also get 1-3 keywords of other rows, "
+                                       "put into the text and the keywords: teaches the model to write "
+                                       "the keywords it is given", low=0.0, high=1.0)
+    insert_from: str = spec("keywords", "what --insert-keywords borrows: keywords (other rows' keywords), "
+                                        "random (random words of the texts; for Chinese, made-up words of "
+                                        "2-3 of its characters) or words (words of --insert-words)",
+                            choices=("keywords", "random", "words"))
+    insert_words: str = spec("", "with --insert-from words: a UTF-8 text file of words to borrow, one per "
+                                 "line (text after a tab is ignored), e.g. the vocabulary your users will type")
+    pack: bool = spec(False, "lay the training examples end to end in blocks of --max-length tokens (no "
+                             "padding, one shape): much faster pretraining from scratch on many short rows")
+    eval_steps: int = spec(0, "evaluate every N steps (0: every 10% of the run)", low=0, high=10**7)
+    save_steps: int = spec(0, "checkpoint every N steps (0: at every evaluation)", low=0, high=10**7)
+    samples: int = spec(2, "sample texts generated at each evaluation", low=0, high=8)
+    device: str = spec("auto", "auto (CUDA when present), cpu or cuda", choices=("auto", "cpu", "cuda"))
+    precision: str = spec("auto", "auto: bf16 autocast on GPUs and CPUs with native bf16, else fp32",
+                          choices=("auto", "fp32", "bf16", "fp16"))
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -125,10 +125,9 @@ def test_start_refuses_bad_settings_naming_the_field(handlers, registry, corpus)
     good = dict(base=base, method="lora", epochs=3.0, max_steps=10, lr=None, batch_size=4, max_length=64,
                 name="storms")
 
-    def start_job(name, **settings):
+    def start_job(name, request=ALICE, **settings):
         return handlers.start_job(FinetuneSettings(**settings), name, request=request)
 
-    request = ALICE
     with pytest.raises(gr.Error, match="upload a corpus first"):
         start_job(**good)
     handlers.upload(str(corpus), "column", ALICE)
@@ -143,9 +142,8 @@ def test_start_refuses_bad_settings_naming_the_field(handlers, registry, corpus)
         with pytest.raises(gr.Error) as info:
             start_job(**{**good, **change})
         assert message in info.value.message
-    request = None
     with pytest.raises(gr.Error, match="session"):
-        start_job(**good)
+        start_job(**good, request=None)
     assert handlers.manager.view("alice") is None
 
 

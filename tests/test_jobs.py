@@ -308,6 +308,8 @@ def test_settings_over_the_caps_or_managed_fields_are_refused(manager, corpus, b
     for field in ("data", "out", "resume"):
         with pytest.raises(ValueError, match=f"{field}: is set by the job manager"):
             manager.start("alice", {**settings(bpe_model_dir), field: "/etc"}, label="x")
+    with pytest.raises(ValueError, match="steps_cap: is set by the job manager"):
+        manager.check_settings({**settings(bpe_model_dir), "steps_cap": False})
     with pytest.raises(ValueError, match="batch_size"):
         manager.start("alice", settings(bpe_model_dir, batch_size=0), label="x")
     for field, value in (("batch_size", 1024), ("max_length", 8192), ("epochs", 21.0)):

@@ -43,18 +43,18 @@ def build(language: str, out: Path, work: Path, *, epochs: float | None = None, 
     model_dir = Path(result.output_dir)
     to_fp16(model_dir)
     stages += [{"steps": r.global_step, "tokens_trained": r.tokens_trained, "seconds": r.elapsed_s} for r in results]
+    from textgen import Generator
+
+    gen = Generator.from_pretrained(str(model_dir))  # measures the model and writes the card's samples
     metrics = {
-        "language": language, "rows": rows_written, "characters": chars, **_measure(model_dir, config, n_novelty, language),
+        "language": language, "rows": rows_written, "characters": chars, **_measure(gen, config, n_novelty, language),
         "eval_loss": result.eval_loss, "perplexity": result.perplexity,
         "params": result.total_params, "tokens_trained": sum(x["tokens_trained"] for x in stages),
         "steps": sum(x["steps"] for x in stages), "stages": stages, "epochs": result.epochs,
         "train_seconds": sum(x["seconds"] for x in stages), "total_seconds": time.time() - started,
         "precision": result.precision, "hardware": _hardware(), "budget_minutes": budget,
     }
-    from textgen import Generator
-
-    write_card(model_dir, recipe, config, metrics, sample_texts(Generator.from_pretrained(str(model_dir)), recipe),
-               second)
+    write_card(model_dir, recipe, config, metrics, sample_texts(gen, recipe), second)
     (model_dir / "builtin_metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2) + "\n")
     _check_file_sizes(model_dir)
     publish(model_dir, out)
@@ -134,16 +134,13 @@ def _train(recipe: Recipe, config, work: Path, words_path: Path, max_steps: int,
     return results, stages, second
 
 
-def _measure(model_dir: Path, config, n_novelty: int, language: str) -> dict[str, Any]:
+def _measure(gen, config, n_novelty: int, language: str) -> dict[str, Any]:
     """Held-out rows, the unigram baseline on them, and novelty of texts generated from their prompts."""
-    from textgen import Generator
-
     from ..data import load_corpus
     from ..training import split_rows
 
     rows, _ = load_corpus(config.data)
     train_rows, eval_rows = split_rows(rows, config.eval_ratio, config.seed)
-    gen = Generator.from_pretrained(str(model_dir))
     loaded = gen.backend_for(eval_rows[0].title, eval_rows[0].keywords)
     eos = loaded.tokenizer.convert_tokens_to_ids(loaded.fmt.eos)
     unigram = unigram_perplexity(loaded.tokenizer, [r.text for r in train_rows], [r.text for r in eval_rows], eos)

@@ -40,9 +40,6 @@ def check_settings(caps: Caps, settings: dict[str, Any]) -> None:
     then TrainConfig's own rules."""
     from ..config import TrainConfig
 
-    bad = sorted(set(settings) & set(MANAGED))
-    if bad:
-        raise ValueError(f"{bad[0]}: is set by the job manager")
     check_caps(caps, settings)
     try:
         TrainConfig(**{**settings, "data": "corpus.csv", "out": "model"})
@@ -51,7 +48,11 @@ def check_settings(caps: Caps, settings: dict[str, Any]) -> None:
 
 
 def check_caps(caps: Caps, settings: dict[str, Any]) -> None:
-    """The web app's bounds, before TrainConfig checks its own (types, lower bounds)."""
+    """Fields the manager sets itself, then the web app's bounds, before TrainConfig checks its
+    own (types, lower bounds)."""
+    bad = sorted(set(settings) & set(MANAGED))
+    if bad:
+        raise ValueError(f"{bad[0]}: is set by the job manager")
     if caps.max_steps:
         steps = settings.get("max_steps", 0)
         if isinstance(steps, bool) or not isinstance(steps, (int, float)) or not 1 <= steps <= caps.max_steps:

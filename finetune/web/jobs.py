@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import REPO_ROOT
-from .caps import Caps, check_settings
+from .caps import Caps, check_caps, check_settings
 from .errors import Busy, JobError
 from .export import check_push, push_model, zip_model
 from .job import ACTIVE, FINAL, MODEL, Job, JobView, Upload, busy_message, minutes
@@ -51,7 +51,7 @@ from .library import Library, LibraryItem, check_key
 from .protocol import EVENTS, LOG, SPEC, STATE, read_events
 from .shelf import Shelf
 from .storage import APP_RUN, JOBS_DIR, LOCK, OWNER, link_or_copy, made_by, orphaned_folders, remove_path, write_json
-from .uploads import Uploads, check_upload_name
+from .uploads import Uploads
 
 
 class JobManager:
@@ -91,7 +91,6 @@ class JobManager:
 
         The new upload replaces the owner's previous one. Raises DataError (bad file)."""
         _check_owner(owner)
-        check_upload_name(Path(src).name)
         with self._lock:
             folder = self._folder(owner)
         return self.uploads.save(owner, src, folder, keywords=keywords)
@@ -120,7 +119,7 @@ class JobManager:
         label = clean_label(label)
         if library_key is not None:
             check_key(library_key)
-        check_settings(self.caps, settings)
+        check_caps(self.caps, settings)
         with self._lock:
             self._check_free(owner)
             upload = self.uploads.get(owner)
@@ -289,12 +288,12 @@ class JobManager:
 
     def forget(self, owner: str, key: Any, item_id: Any) -> LibraryItem:
         """Delete one of this browser's kept models (requests already running finish)."""
-        folder = self.library.get(key, item_id).folder
+        item = self.library.get(key, item_id)
         with self._lock:
             for job in self._jobs.values():
-                if job.published == folder:
+                if job.published == item.folder:
                     job.model_id = None
-        return self.shelf.forget(owner, key, item_id)
+        return self.shelf.forget(owner, key, item)
 
     def zip_item(self, owner: str, key: Any, item_id: Any) -> Path:
         item = self.library.get(key, item_id)

@@ -46,15 +46,14 @@ class Shelf:
             self._claimed.setdefault(owner, set()).add(model_id)
         return model_id
 
-    def forget(self, owner: str, key: Any, item_id: Any) -> LibraryItem:
+    def forget(self, owner: str, key: Any, item: LibraryItem) -> LibraryItem:
         """Unregister one kept model and delete it (requests already running finish)."""
-        item = self.library.get(key, item_id)
         if self.registry is not None:
             try:
                 self.registry.unregister(item_model_id(owner, item.folder), owner)
             except ValueError:
                 pass
-        return self.library.remove(key, item_id)
+        return self.library.remove(key, item.id)
 
     def release(self, owner: str) -> None:
         """The session ended: its kept models leave the registry, not the disk."""
