@@ -293,11 +293,12 @@ def test_soft_covers_more_than_off(any_model_dir, load):
 def test_remembered_token_answers_stay_bounded(bpe_model_dir, load, monkeypatch):
     """A server sees endless new keywords: the per-tokenizer memory is emptied past its bound,
     and the guarantee holds either way."""
-    import textgen.constraints as constraints
+    import textgen.tracking as tracking
+    import textgen.variants as variants
 
-    monkeypatch.setattr(constraints, "_MAX_CACHED_ANSWERS", 50)
+    monkeypatch.setattr(tracking, "MAX_CACHED_ANSWERS", 50)
     gen = load(bpe_model_dir)
-    memory = constraints._cache(gen.backend_for("Storm", ["sea"]).tokenizer)["ends_keyword"]
+    memory = variants.cache(gen.backend_for("Storm", ["sea"]).tokenizer)["ends_keyword"]
     memory.update({(-i, "old keyword"): False for i in range(60)})
     words = ["sea", "night"]
     result = guaranteed(gen, "Storm", words, seed=0, n=2, max_new_tokens=24)
