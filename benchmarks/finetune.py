@@ -48,11 +48,11 @@ def write_corpora(folder: Path) -> dict[str, Path]:
 
     rows = build("zh")
     short = folder / "short.csv"
-    _write(short, [(r.title, r.keywords, r.text) for r in rows])
+    _write(short, [(r.title, ", ".join(r.keywords), r.text) for r in rows])
     long_rows = []
     for i in range(0, len(rows) - POEMS_PER_LONG_ROW + 1, POEMS_PER_LONG_ROW):
         group = rows[i:i + POEMS_PER_LONG_ROW]
-        long_rows.append((group[0].title, group[0].keywords, "\n\n".join(r.text for r in group)))
+        long_rows.append((group[0].title, ", ".join(group[0].keywords), "\n\n".join(r.text for r in group)))
     long_ = folder / "long.csv"
     _write(long_, long_rows)
     return {"short": short, "long": long_}

@@ -188,19 +188,18 @@ def train_standin(folder: Path, language: str, seconds: float) -> Path:
 
     from finetune.builtin.debian import build
     from finetune.scratch import ScratchConfig, init_scratch_model, save_scratch, train_tokenizer
-    from textgen.keywords import parse_keywords
     from textgen.prompt import PromptFormat, encode_example, token_ids
 
     rows = build(language)
     config = ScratchConfig(n_layer=2, n_embd=128, n_head=4, n_positions=256, vocab_size=4096,
                            dropout=0.0, save_dtype="float32")
-    tok = train_tokenizer([t for r in rows for t in (r.title, r.keywords, r.text)], config.vocab_size,
+    tok = train_tokenizer([t for r in rows for t in (r.title, *r.keywords, r.text)], config.vocab_size,
                           folder, language)
     model = init_scratch_model(tok, config)
     fmt, pad = PromptFormat(), token_ids(tok, PromptFormat())["pad"]
     examples = []
     for r in rows:
-        ids, start = encode_example(tok, fmt, r.title, parse_keywords(r.keywords), r.text)
+        ids, start = encode_example(tok, fmt, r.title, r.keywords, r.text)
         if start < config.n_positions - 8:
             examples.append((ids[:config.n_positions], start))
     rng = random.Random(0)

@@ -124,7 +124,7 @@ def held_out(language: str, tmp: Path, count: int) -> list[tuple[str, list[str],
     root = unpack("chinese-poetry.tar.xz", tmp / "cp", re.compile(r"poet\.song\.2[0-4]\d000\.simplified\.json$"))
     rows, _ = read_chinese_poetry(root / "chinese-poetry", ("song",), regular_only=False)
     rows = rows[::7]
-    return [(r.title, r.keywords.split(", ")[:2] if r.keywords else [], r.text) for r in rows[:count]]
+    return [(r.title, r.keywords[:2], r.text) for r in rows[:count]]
 
 
 def real_rates(language: str, docs, words) -> dict:

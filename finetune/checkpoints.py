@@ -142,7 +142,7 @@ def publish(out: Path, write: Callable[[Path], None], *, info: dict[str, Any] | 
         marker = {"format": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(info or {}),
                   "files": file_digests(tmp)}
         _write_json_durably(tmp / COMPLETE_MARKER, marker)
-        _move_into_place(tmp, out)
+        move_into_place(tmp, out)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, OSError):
@@ -153,7 +153,8 @@ def publish(out: Path, write: Callable[[Path], None], *, info: dict[str, Any] | 
     return out
 
 
-def _move_into_place(tmp: Path, out: Path) -> None:
+def move_into_place(tmp: Path, out: Path) -> None:
+    """Put the folder `tmp` at `out` in one step, replacing what was there (a sibling of `out`)."""
     if not out.exists():
         os.rename(tmp, out)
     elif _exchange(tmp, out):

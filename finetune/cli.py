@@ -18,6 +18,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from textgen.fields import plain_number
+
 from .config import TrainConfig, config_specs
 
 EXIT_STOPPED = 130
@@ -40,17 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
         if spec["choices"]:
             help_text += " (default: %(default)s)"
         elif spec["min"] is not None:
-            help_text += f" [{_fmt(spec['min'])}–{_fmt(spec['max'])}, default: %(default)s]"
+            help_text += f" [{plain_number(spec['min'])}–{plain_number(spec['max'])}, default: %(default)s]"
         elif not spec["required"]:
             help_text += " (default: %(default)s)"
         parser.add_argument(flag, dest=name, type=kind, default=spec["default"], choices=spec["choices"],
                             required=spec["required"], help=help_text,
                             metavar=None if spec["choices"] else name.upper())
     return parser
-
-
-def _fmt(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 class TqdmProgress:

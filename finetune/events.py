@@ -110,7 +110,7 @@ class TrainResult:
         ]
         if self.eval_loss is not None:
             lines.append(f"eval loss: {self.eval_loss:.4f}, perplexity: {self.perplexity:.2f}")
-        lines.append(f"time: {_duration(self.elapsed_s)}")
+        lines.append(f"time: {duration(self.elapsed_s)}")
         lines += [f"note: {n}" for n in self.notes]
         if self.stopped:
             lines.append(f"stopped at step {self.global_step} of {self.max_steps}; checkpoint kept at "
@@ -120,10 +120,11 @@ class TrainResult:
         return "\n".join(lines)
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """"1h 02m 03s", "4m 05s", "6s": how long a run took or will take."""
     m, s = divmod(int(round(seconds)), 60)
     h, m = divmod(m, 60)
-    return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s" if m else f"{seconds:.1f}s"
+    return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s" if m else f"{s}s"
 
 
 class Listeners:

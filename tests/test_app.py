@@ -262,7 +262,7 @@ class _EndlessGenerator:
         self.closed = threading.Event()
 
     def stream(self, title, keywords, params):
-        from textgen.generator import StreamEvent
+        from textgen.results import StreamEvent
 
         try:
             while True:
@@ -455,7 +455,7 @@ class _Blocking:
         self.release = release
 
     def stream(self, title, keywords, params):
-        from textgen.generator import Result, StreamEvent
+        from textgen.results import Result, StreamEvent
 
         while not self.release.wait(0.05):
             yield StreamEvent([""] * params.n)

@@ -239,7 +239,7 @@ class _Scripted:
     def stream(self, title, keywords, params):
         import time
 
-        from textgen.generator import StreamEvent
+        from textgen.results import StreamEvent
 
         try:
             count = 0

@@ -13,6 +13,7 @@ from finetune.builtin.fortunes import rows_from_fortunes
 from finetune.builtin.jargon import rows_from_jargon
 from finetune.builtin.rows import Row, add_keywords, write_csv
 from finetune.builtin.wordnet import rows_from_wordnet
+from textgen.keywords import parse_keywords
 
 ESC = "\x1b"
 
@@ -102,15 +103,15 @@ def test_fortunes_rows_titles_text_and_skips():
     # Centred heading with a dynasty line; ASCII "?" becomes "？", layout spaces go.
     assert by_title["郑人买履"] == "郑人有欲买履者，先自度其足，而置之其坐。\n人曰：“何不试之以足？”"
     # A known author with no work: no title; the pinyin gloss is dropped.
-    assert Row("", "", "永嘉草草，封狼居胥，赢得仓皇北顾。") in rows
-    assert Row("", "", "当局者迷，旁观者清。") in rows
+    assert Row("", [], "永嘉草草，封狼居胥，赢得仓皇北顾。") in rows
+    assert Row("", [], "当局者迷，旁观者清。") in rows
     # "%偓佺" still separates entries; the first of two alternative titles is kept.
     assert by_title["水调歌头·黄州快哉亭赠张偓佺"] == "落日绣帘卷，亭下水连空。"
     texts = "".join(r.text + r.title for r in rows)
     for skipped in ("指导原则", "围城", "红军", "┻", "充话费", "李白", "作者", "\x1b", "%"):
         assert skipped not in texts
     assert sum(r.text.startswith("床前明月光") for r in rows) == 1  # duplicates removed
-    assert all(r.keywords == "" for r in rows)
+    assert all(r.keywords == [] for r in rows)
 
 
 JARGON = """\
@@ -193,10 +194,10 @@ WORDNET = """\
 def test_wordnet_rows_one_per_word_with_examples_only():
     rows = rows_from_wordnet(WORDNET)
     assert rows == [
-        Row("fold", "", "The act of folding. He gave the napkins a double fold.\n"
+        Row("fold", [], "The act of folding. He gave the napkins a double fold.\n"
                         "Bend or lay so that one part covers the other. Fold up the newspaper. "
                         "Turn up your collar."),
-        Row("ice cold", "", "(usually followed by 'to') very cold. An ice_cold drink."),
+        Row("ice cold", [], "(usually followed by 'to') very cold. An ice_cold drink."),
     ]
 
 
@@ -260,17 +261,17 @@ def test_add_keywords_fills_empty_only():
     from finetune.extract import extract_keywords
 
     text = "The storm hit the harbour. The storm broke boats in the harbour at night."
-    rows = [Row("storm", "", text), Row("kept", "given", "Some text.")]
+    rows = [Row("storm", [], text), Row("kept", ["given"], "Some text.")]
     filled = add_keywords(rows, k=2)
-    assert filled[0].keywords == ", ".join(extract_keywords(text, k=2)) != ""
+    assert filled[0].keywords == extract_keywords(text, k=2) != []
     assert filled[1] == rows[1]
 
 
 def test_write_csv_round_trips_newlines_and_quotes(tmp_path):
-    rows = [Row("a, b", "x, y", 'line "one"\nline two'), Row("", "", "只有正文。")]
+    rows = [Row("a, b", ["x", "y"], 'line "one"\nline two'), Row("", [], "只有正文。")]
     assert write_csv(rows, tmp_path / "c.csv") == (2, len(rows[0].text) + len(rows[1].text))
     with (tmp_path / "c.csv").open(encoding="utf-8", newline="") as fh:
-        back = [Row(**r) for r in csv.DictReader(fh)]
+        back = [Row(r["title"], parse_keywords(r["keywords"]), r["text"]) for r in csv.DictReader(fh)]
     assert back == rows
 
 

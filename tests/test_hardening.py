@@ -22,7 +22,7 @@ import app  # noqa: E402
 from finetune.web import requests
 from finetune.web.hub_status import HubStatus  # noqa: E402
 from finetune.web.registry import ModelRegistry  # noqa: E402
-from textgen.generator import Result, StreamEvent  # noqa: E402
+from textgen.results import Result, StreamEvent  # noqa: E402
 from textgen.params import param_specs  # noqa: E402
 
 from benchmarks.load import RawClient, free_port, generate_args, rss_mb, start_app  # noqa: E402

@@ -131,7 +131,7 @@ def test_wikiextractor_reader_rows_by_section_and_drops_malformed_articles(tmp_p
     assert [r.title for r in rows] == ["Tea & Health", "Tea & Health: History", "Tea & Health: History"]
     assert rows[0].text.startswith("Tea is an aromatic") and "Tea & Health" not in rows[0].text
     assert all(len(r.text) <= 1500 for r in rows)  # the long section was cut between paragraphs
-    assert all(r.keywords == "" for r in rows)
+    assert all(r.keywords == [] for r in rows)
     assert report.dropped == {"articles without </doc>": 1, "articles without a title": 1,
                               "sections shorter than 200 characters": 1}
 

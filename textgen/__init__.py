@@ -14,7 +14,7 @@ from .params import GenerationParams
 
 _LAZY = {
     "Generator": "textgen.generator",
-    "Candidate": "textgen.generator",
+    "Candidate": "textgen.results",
     "ModelLoadError": "textgen.loading",
 }
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from .fields import plain_number
 from .params import GenerationParams, param_specs
 
 
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, spec in param_specs().items():
         flag = "--" + name.replace("_", "-")
         kind = int if spec["type"] in ("int", "int | None") else float
-        bounds = "" if spec["choices"] else f" [{_fmt(spec['min'])}–{_fmt(spec['max'])}]"
+        bounds = "" if spec["choices"] else f" [{plain_number(spec['min'])}–{plain_number(spec['max'])}]"
         if spec["type"] == "bool":
             parser.add_argument(flag, dest=name, default=spec["default"], action=argparse.BooleanOptionalAction,
                                 help=f"{spec['help']} (default: %(default)s)")
@@ -49,10 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
             parser.add_argument(flag, dest=name, type=kind, default=spec["default"],
                                 help=f"{spec['help']}{bounds} (default: %(default)s)")
     return parser
-
-
-def _fmt(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 def _params(args: argparse.Namespace) -> GenerationParams:

@@ -82,7 +82,10 @@ def _number(name: str, value: Any, kind: type) -> int | float:
     return float(value)
 
 
-def _num(x: float | None) -> str:
-    if x is None:
-        return "any"
+def plain_number(x: float) -> str:
+    """3.0 → "3", 0.90 → "0.9": a bound as people write it."""
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def _num(x: float | None) -> str:
+    return "any" if x is None else plain_number(x)

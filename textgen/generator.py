@@ -11,108 +11,29 @@ from __future__ import annotations
 import queue
 import random
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
 
-from .cleanup import decode_text, spaces_between_cjk
+from .backend import Backend
+from .cleanup import decode_text
 from .constraints import build_constraints, tokens_needed
-from .coverage import Span, coverage
+from .coverage import coverage
 from .keywords import parse_keywords
 from .lang import detect_language
-from .length import LengthPlan, LengthPlanner
+from .length import LengthPlan
 from .loading import LoadedModel, builtin_for_language, load
 from .params import GenerationParams, param_specs
-from .prompt import check_title, encode_prompt, token_ids
+from .prompt import check_title, encode_prompt
 from .batching import DecodeLoop
 from .decoding import Rows, SamplingSettings, sample
+from .results import Candidate, Result, StreamEvent, sorted_texts
 from .steppers import GPT2Stepper
 from .sampling import GeneratedRepetitionPenalty
 
 _STREAM_POLL_S = 0.5
-
-
-@dataclass
-class Candidate:
-    """One generated text with its keyword coverage, ranked by `score`."""
-
-    text: str
-    covered: list[str]
-    missing: list[str]
-    spans: list[Span]
-    score: float  # mean log-probability per generated token under the model
-    index: int  # position in the sampled batch (stable across stream events)
-    tokens: int = 0  # tokens generated, its end token included
-    form: dict | None = None  # with a poem form: `textgen.forms.FormReport.to_dict()`
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class Result(list):
-    """A list of `Candidate`s, best first, plus what produced them."""
-
-    def __init__(self, candidates: Sequence[Candidate], *, model: str, prompt_style: str, seed: int,
-                 title: str, keywords: list[str], stopped: str | None = None):
-        super().__init__(candidates)
-        self.model, self.prompt_style, self.seed = model, prompt_style, seed
-        self.title, self.keywords = title, keywords
-        self.stopped = stopped  # None: every row ended or reached max_new_tokens; "time_limit"; "stopped"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"title": self.title, "keywords": self.keywords, "model": self.model,
-                "prompt_style": self.prompt_style, "seed": self.seed, "stopped": self.stopped,
-                "candidates": [{"text": c.text, "covered": c.covered, "missing": c.missing,
-                                "score": round(c.score, 4), "tokens": c.tokens,
-                                **({"form": c.form} if c.form else {})} for c in self]}
-
-    @property
-    def tokens(self) -> int:
-        """Tokens generated for all candidates together."""
-        return sum(c.tokens for c in self)
-
-
-@dataclass
-class StreamEvent:
-    """Texts so far, one per sampled row; the last event also carries the ranked result."""
-
-    texts: list[str]
-    done: bool = False
-    result: Result | None = None
-
-
-@dataclass
-class _Backend:
-    loaded: LoadedModel
-    strip_cjk_spaces: bool = False
-    end_ids: list[int] = field(default_factory=list)
-    lengths: LengthPlanner | None = None
-    form_vocab: Any = None  # textgen.forms.FormVocab, built at the first poem form
-    loop: Any = None  # textgen.batching.DecodeLoop, when requests share one batch
-
-    def __post_init__(self) -> None:
-        if self.lengths is None:
-            self.lengths = LengthPlanner(self.loaded.tokenizer)
-
-    @property
-    def context(self) -> int:
-        return int(getattr(self.loaded.model.config, "n_positions", 1024))
-
-    @classmethod
-    def wrap(cls, loaded: LoadedModel) -> "_Backend":
-        tok, fmt = loaded.tokenizer, loaded.fmt
-        if fmt.style == "textgen":
-            ids = token_ids(tok, fmt)
-            # a generated [SEP]/[BOS] after the prompt can only mean the text is over
-            ends = [ids["eos"], ids["pad"], ids["sep"], ids["bos"]]
-        else:
-            ends = [loaded.model.generation_config.eos_token_id, tok.eos_token_id, tok.pad_token_id]
-        flat: list[int] = []
-        for e in ends:
-            flat.extend(e if isinstance(e, list) else [e])
-        return cls(loaded, spaces_between_cjk(tok), sorted({e for e in flat if e is not None}))
 
 
 @dataclass
@@ -121,7 +42,7 @@ class _Request:
     keywords: list[str]
     params: GenerationParams
     seed: int
-    backend: _Backend
+    backend: Backend
     prompt_ids: list[int]
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -146,7 +67,7 @@ class Generator:
         self._batch_rows = batch_rows
         self._fixed = self._wrap(loaded) if loaded is not None else None
         self._device, self._dtype, self._quantize = device, dtype, quantize
-        self._by_language: dict[str, _Backend] = {}
+        self._by_language: dict[str, Backend] = {}
         self._load_lock = threading.Lock()
 
     @classmethod
@@ -235,7 +156,7 @@ class Generator:
         yield StreamEvent(sorted_texts(result, req.params.n), done=True, result=result)
 
     # -- internals --------------------------------------------------------------------------
-    def _backend(self, title: str, keywords: Sequence[str]) -> _Backend:
+    def _backend(self, title: str, keywords: Sequence[str]) -> Backend:
         if self._fixed is not None:
             return self._fixed
         language = detect_language(title, *keywords)
@@ -278,7 +199,7 @@ class Generator:
         seed = params.seed if params.seed is not None else random.SystemRandom().randrange(2**32)
         return _Request(title, words, params, seed, backend, prompt)
 
-    def _form_budget(self, backend: _Backend, params: GenerationParams, words: list[str],
+    def _form_budget(self, backend: Backend, params: GenerationParams, words: list[str],
                      prompt_len: int) -> GenerationParams:
         from .forms import FORMS, FormVocab, check_form_keywords
 
@@ -293,7 +214,7 @@ class Generator:
         return params.replace(max_new_tokens=form.tokens, length=None)
 
     @staticmethod
-    def _length_budget(backend: _Backend, params: GenerationParams, prompt_len: int,
+    def _length_budget(backend: Backend, params: GenerationParams, prompt_len: int,
                        texts: tuple[str, ...]) -> GenerationParams:
         plan = backend.lengths.plan(prompt_tokens=prompt_len, context=backend.context, texts=texts)
         if params.length > plan.max_units:
@@ -334,8 +255,8 @@ class Generator:
         processors = [GeneratedRepetitionPenalty(p.repetition_penalty, prompt_len), form]
         return self._run(req, settings, processors, streamer=streamer, stop=stop)
 
-    def _wrap(self, loaded: LoadedModel) -> _Backend:
-        backend = _Backend.wrap(loaded)
+    def _wrap(self, loaded: LoadedModel) -> Backend:
+        backend = Backend.wrap(loaded)
         if self._batch_rows > 0 and GPT2Stepper.supports(loaded.model):
             backend.loop = DecodeLoop(loaded.model, loaded.int8, rows=self._batch_rows, context=backend.context)
         return backend
@@ -354,7 +275,7 @@ class Generator:
                           processors=processors, on_step=streamer, stop=stop, int8=loaded.int8,
                           generator=generator)
 
-    def _decode(self, backend: _Backend, ids: Sequence[int]) -> str:
+    def _decode(self, backend: Backend, ids: Sequence[int]) -> str:
         return decode_text(backend.loaded.tokenizer, ids, end_ids=backend.end_ids,
                            strip_cjk_spaces=backend.strip_cjk_spaces)
 
@@ -409,11 +330,3 @@ class Generator:
 
 def fields_max(name: str) -> int:
     return int(param_specs()[name]["max"])
-
-
-def sorted_texts(result: Result, n: int) -> list[str]:
-    """Texts indexed by sample row, as the stream showed them."""
-    texts = [""] * n
-    for c in result:
-        texts[c.index] = c.text
-    return texts

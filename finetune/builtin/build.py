@@ -1,7 +1,7 @@
 """Build one built-in model: corpus rows from an upstream copy, a tokenizer and a small GPT-2
 trained from scratch with the ordinary pipeline (`finetune.training`, `--base scratch`, keyword
 insertion), its figures measured, its weights stored as fp16 safetensors in shards under 10 MB,
-and the folder published atomically."""
+and the folder shipped atomically."""
 from __future__ import annotations
 
 import json
@@ -57,7 +57,7 @@ def build(language: str, out: Path, work: Path, *, epochs: float | None = None, 
     write_card(model_dir, recipe, config, metrics, sample_texts(gen, recipe), second)
     (model_dir / "builtin_metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2) + "\n")
     _check_file_sizes(model_dir)
-    publish(model_dir, out)
+    ship(model_dir, out)
     metrics["bytes"] = folder_bytes(model_dir)
     return metrics
 
@@ -195,17 +195,16 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def publish(src: Path, out: Path) -> None:
-    """Copy to a sibling temp folder, then swap it in, so `out` is never half written."""
-    tmp = out.with_name(out.name + ".tmp")
+def ship(src: Path, out: Path) -> None:
+    """Copy the model (without checkpoints) to a hidden sibling of `out`, then swap it in, so
+    `out` is never half written (`checkpoints.move_into_place`)."""
+    from ..checkpoints import move_into_place
+
+    tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("checkpoint-*", "*.lock"))
-    old = out.with_name(out.name + ".old")
-    if out.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
+    move_into_place(tmp, out)
 
 
 def _hardware() -> str:

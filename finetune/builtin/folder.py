@@ -38,7 +38,7 @@ def read_titled_folder(root: str | Path, *, min_chars: int = 100,
         if len(text) < min_chars:
             report.dropped[f"files under {min_chars} characters"] += 1
             continue
-        rows.append(report.keep(Row(title, "", text)))
+        rows.append(report.keep(Row(title, [], text)))
         if max_chars is not None and report.characters >= max_chars:
             break
     return rows, report

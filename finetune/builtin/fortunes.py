@@ -169,5 +169,5 @@ def rows_from_fortunes(*texts: str) -> list[Row]:
         if text in seen:
             continue
         seen.add(text)
-        rows.append(Row(fortune.title, "", text))
+        rows.append(Row(fortune.title, [], text))
     return rows

@@ -72,7 +72,7 @@ def _jargon_row(word: str, block: list[str]) -> Row | None:
     text = "\n".join(p for p in paragraphs if p)
     if len(text) < MIN_JARGON_CHARS:
         return None
-    return Row(" ".join(word.split()).translate(_QUOTES), "", text)
+    return Row(" ".join(word.split()).translate(_QUOTES), [], text)
 
 
 def rows_from_jargon(text: str) -> list[Row]:

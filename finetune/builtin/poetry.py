@@ -64,7 +64,7 @@ def read_chinese_poetry(root: str | Path, collections: tuple[str, ...] = ("tang"
 
 def _with_keywords(rows: list[Row], k: int) -> list[Row]:
     chosen = PoemKeywords([r.text for r in rows])
-    return [Row(r.title, ", ".join(chosen.of(i, k)), r.text) for i, r in enumerate(rows)]
+    return [Row(r.title, list(chosen.of(i, k)), r.text) for i, r in enumerate(rows)]
 
 
 def _number_in_name(path: Path) -> tuple[int, str]:
@@ -110,7 +110,7 @@ def _poem_row(poem: dict, title_key: str, regular_only: bool, report: ReadReport
         return None
     seen.add(text)
     title = re.sub(r"\s+", " ", title.strip())
-    return Row(title, "", text)
+    return Row(title, [], text)
 
 
 NOUN_TAGS = {"n", "ns", "nr", "nz", "ng", "t", "s", "tg"}  # nouns, places, names, times, spaces

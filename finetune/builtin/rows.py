@@ -1,5 +1,5 @@
-"""Rows of the built-in corpora (title, keywords joined with ", ", text), their keywords, and
-the CSV the training pipeline reads."""
+"""What every corpus source of the built-ins shares: the rows (`finetune.data.Row`, the same
+rows the training pipeline reads), their keywords, the read report, and the CSV it writes."""
 from __future__ import annotations
 
 import csv
@@ -8,24 +8,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data import Row
+
+__all__ = ["CSV_HEADER", "CorpusLayoutError", "KEYWORDS_PER_ROW", "ReadReport", "Row", "add_keywords", "write_csv"]
+
 KEYWORDS_PER_ROW = 5
 CSV_HEADER = ("title", "keywords", "text")
-
-
-@dataclass(frozen=True)
-class Row:
-    """One training example; keywords are joined with ", " as in the CSV."""
-
-    title: str
-    keywords: str
-    text: str
 
 
 def add_keywords(rows: Sequence[Row], k: int = KEYWORDS_PER_ROW) -> list[Row]:
     """Fill empty keywords with `finetune.extract.extract_keywords(text, k)`."""
     from ..extract import extract_keywords
 
-    return [r if r.keywords else Row(r.title, ", ".join(extract_keywords(r.text, k=k)), r.text)
+    return [r if r.keywords else Row(r.title, extract_keywords(r.text, k=k), r.text, keywords_auto=True)
             for r in rows]
 
 
@@ -38,7 +33,7 @@ def write_csv(rows: Iterable[Row], path: str | Path) -> tuple[int, int]:
         writer = csv.writer(fh)
         writer.writerow(CSV_HEADER)
         for row in rows:
-            writer.writerow((row.title, row.keywords, row.text))
+            writer.writerow((row.title, ", ".join(row.keywords), row.text))
             n_rows += 1
             n_chars += len(row.text)
     return n_rows, n_chars

@@ -87,7 +87,7 @@ def _section_rows(title: str, section: str, paragraphs: list[str], report: ReadR
             continue
         text = "\n".join(chunk)
         if len(text) >= WIKI_MIN_CHARS:
-            yield Row(name, "", text)
+            yield Row(name, [], text)
         else:
             report.dropped["sections shorter than 200 characters"] += 1
         chunk = [par] if par is not None else []

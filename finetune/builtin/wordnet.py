@@ -45,4 +45,4 @@ def rows_from_wordnet(*texts: str) -> list[Row]:
             sense = " ".join([_sentence(definition)] + [_sentence(e) for e in examples])
             sense = sense.replace("`", "'")  # WordNet quotes as `this'; make it 'this'
             senses.setdefault(word, []).append(sense)
-    return [Row(word, "", "\n".join(lines)) for word, lines in senses.items()]
+    return [Row(word, [], "\n".join(lines)) for word, lines in senses.items()]

@@ -220,11 +220,6 @@ def minutes(seconds: float) -> str:
     return f"{max(1, math.ceil(seconds / 60))} min"
 
 
-def duration(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m}m {s:02d}s" if m else f"{s}s"
-
-
 def _checkpoint_step(path: str | None) -> int | None:
     try:
         return int(Path(path).name.rsplit("-", 1)[1]) if path else None

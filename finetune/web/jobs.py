@@ -7,8 +7,8 @@
 ('running', 12)
 >>> manager.stop(owner)           # the worker stops after this step and keeps a checkpoint  # doctest: +SKIP
 
-The manager starts a worker process (`finetune.web.worker`) and follows it through the files
-of `finetune.web.protocol`; a thread reads the events and applies them to the job's record
+The manager starts a worker process (`finetune.web.worker`, started and stopped by
+`finetune.web.process`) and follows it through the files of `finetune.web.protocol`; a thread reads the events and applies them to the job's record
 (`finetune.web.job`).
 
 Stop. SIGTERM sets the worker's stop flag: `train()` ends at the end of the current step with
@@ -17,9 +17,8 @@ gets SIGKILL. The manager sends the same SIGTERM when a job passes `Caps.max_sec
 steps are capped at `Caps.max_steps` (`finetune.web.caps`). The command line
 (`python -m finetune`) has no caps.
 
-One at a time. The manager runs one job; across processes an exclusive `flock` on
-``finetune/.train.lock``, inherited by the worker, holds for exactly as long as a worker lives.
-Others get `Busy` with the running job's ETA.
+One at a time. The manager runs one job; across processes a lock file held by the worker
+(`finetune.web.process`) keeps it so. Others get `Busy` with the running job's ETA.
 
 A job whose worker died (crash, kill, or an app restart mid-training) is marked failed and its
 model is never registered (`finetune.web.storage`). No gradio here: the UI turns the
@@ -27,14 +26,10 @@ exceptions into `gr.Error`.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import os
 import secrets
 import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -42,15 +37,14 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .. import REPO_ROOT
 from .caps import Caps, check_caps, check_settings
 from .errors import Busy, JobError
 from .export import check_push, push_model, zip_model
-from .job import ACTIVE, FINAL, MODEL, Job, JobView, Upload, busy_message, minutes
+from .job import ACTIVE, FINAL, MODEL, Job, JobView, Upload, busy_message
 from .library import Library, LibraryItem, check_key
-from .protocol import EVENTS, LOG, SPEC, STATE, read_events
+from .process import machine_lock, poll, request_stop, save_state, spawn, terminate
 from .shelf import Shelf
-from .storage import APP_RUN, JOBS_DIR, LOCK, OWNER, link_or_copy, made_by, orphaned_folders, remove_path, write_json
+from .storage import APP_RUN, JOBS_DIR, OWNER, link_or_copy, made_by, orphaned_folders, remove_path, write_json
 from .uploads import Uploads
 
 
@@ -139,11 +133,11 @@ class JobManager:
                 raise ValueError(f"settings: {exc}") from None
             job = Job(job_id, owner, folder, label, config.to_dict(), form=dict(form or {}), upload=upload,
                       library_key=library_key)
-            lock_fd = self._machine_lock()
+            lock_fd = machine_lock(self.root)
             try:
                 folder.mkdir(mode=0o700)
                 link_or_copy(upload.path, job.corpus)
-                self._spawn(job, lock_fd, resume=False)
+                spawn(job, lock_fd, python=self.python, resume=False)
             except BaseException:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise
@@ -173,9 +167,9 @@ class JobManager:
             if job is None or not job.resumable:
                 raise JobError("resume: you have no stopped fine-tune with a checkpoint to continue")
             self._check_free(owner)
-            lock_fd = self._machine_lock()
+            lock_fd = machine_lock(self.root)
             try:
-                self._spawn(job, lock_fd, resume=True)
+                spawn(job, lock_fd, python=self.python, resume=True)
             finally:
                 os.close(lock_fd)
             job.message, job.result, job.error, job.ended = "", None, None, None
@@ -188,7 +182,7 @@ class JobManager:
             job = self._latest(owner)
             if job is None or job.state not in ACTIVE:
                 raise JobError("stop: you have no fine-tune running")
-            self._request_stop(job, reason)
+            request_stop(job, reason)
             return job.view(self.caps)
 
     def view(self, owner: str | None) -> JobView | None:
@@ -263,14 +257,7 @@ class JobManager:
             if job is None or job.proc is None:
                 return
             job.stop_reason = job.stop_reason or "because the app shut down"
-            job.proc.terminate()
-            try:
-                job.proc.wait(self.caps.stop_grace_s)
-            except subprocess.TimeoutExpired:
-                job.proc.kill()
-                job.proc.wait()
-            self._read_events(job)
-            self._finish(job, job.proc.returncode)
+            self._finish(job, terminate(job, self.caps.stop_grace_s))
 
     # -- artefacts ----------------------------------------------------------------------------
     def zip_model(self, owner: str) -> Path:
@@ -343,34 +330,6 @@ class JobManager:
             raise JobError("start: your fine-tune is still running; stop it first 你的微调仍在运行")
         raise Busy(busy_message(job.eta(self.caps)), job.eta(self.caps))
 
-    def _machine_lock(self) -> int:
-        fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise Busy(busy_message(None)) from None
-        return fd
-
-    def _spawn(self, job: Job, lock_fd: int, *, resume: bool) -> None:
-        write_json(job.folder / SPEC, {"config": {**job.config, "resume": resume}})
-        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
-        with open(job.folder / LOG, "ab") as log:
-            job.proc = subprocess.Popen(
-                [self.python, "-m", "finetune.web.worker", str(job.folder)], cwd=REPO_ROOT, env=env,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, pass_fds=(lock_fd,),
-                start_new_session=True)  # Ctrl-C in the app's terminal reaches the app, not the worker
-        job.state, job.phase, job.started = "starting", "starting the training process", time.monotonic()
-        job.stop_requested, job.stop_reason, job.first_step, job.last_step = None, "", None, None
-        self._save_state(job)
-
-    def _request_stop(self, job: Job, reason: str) -> None:
-        if job.stop_requested is not None or job.proc is None:
-            return
-        job.stop_requested, job.stop_reason, job.state = time.monotonic(), reason, "stopping"
-        with contextlib.suppress(ProcessLookupError):
-            job.proc.terminate()
-
     def _trim(self, owner: str) -> None:
         """Keep the owner's newest `keep_per_owner` jobs; remove older finished ones."""
         mine = sorted((j for j in self._jobs.values() if j.owner == owner), key=lambda j: j.created)
@@ -384,44 +343,20 @@ class JobManager:
         self._jobs.pop(job.id, None)
         shutil.rmtree(job.folder, ignore_errors=True)
 
-    def _save_state(self, job: Job) -> None:
-        write_json(job.folder / STATE, {"id": job.id, "state": job.state, "label": job.label,
-                                         "message": job.message, "step": job.step, "app": APP_RUN,
-                                         "pid": os.getpid(), "time": time.time()})
-
     # -- internals: the watcher ------------------------------------------------------------------
     def _watch(self) -> None:
         last_sweep = 0.0
         while not self._closed.wait(self.poll_s):
             try:
                 with self._lock:
-                    if self._running is not None:
-                        self._poll(self._running)
+                    job = self._running
+                    if job is not None and (code := poll(job, self.caps)) is not None:
+                        self._finish(job, code)
                     if time.monotonic() - last_sweep > 30:
                         last_sweep = time.monotonic()
                         self.sweep()
             except Exception:  # noqa: BLE001 - the watcher must outlive one bad event
                 traceback.print_exc()
-
-    def _poll(self, job: Job) -> None:
-        self._read_events(job)
-        code = job.proc.poll()
-        now = time.monotonic()
-        if code is None:
-            if self.caps.max_seconds and job.stop_requested is None and now - job.started > self.caps.max_seconds:
-                self._request_stop(job, f"by the time limit of {minutes(self.caps.max_seconds)}")
-            elif job.stop_requested is not None and now - job.stop_requested > self.caps.stop_grace_s:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(job.proc.pid, signal.SIGKILL)
-            return
-        self._read_events(job)
-        self._finish(job, code)
-
-    def _read_events(self, job: Job) -> None:
-        events, job.offset = read_events(job.folder / EVENTS, job.offset)
-        for event in events:
-            if job.apply(event):
-                self._save_state(job)
 
     def _finish(self, job: Job, code: int) -> None:
         """The worker has exited: decide how the job ended."""
@@ -431,12 +366,12 @@ class JobManager:
         if self._running is job:
             self._running = None
         if job.conclude(code, lambda: RunDir(run_dir_for(job.model_dir)).last_complete()):
-            self.shelf.publish(job)
+            self.shelf.receive(job)
         if job.state in ("done", "failed"):
             job.corpus.unlink(missing_ok=True)
         if job.state == "failed":
             shutil.rmtree(run_dir_for(job.model_dir), ignore_errors=True)
-        self._save_state(job)
+        save_state(job)
 
     def sweep(self) -> None:
         """Remove jobs of sessions that ended `retain_s` ago, and what older app runs left

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LibraryError
-from .job import Job, duration
+from ..events import duration
+from .job import Job
 from .library import Library, LibraryItem
 from .storage import item_model_id
 
@@ -65,7 +66,7 @@ class Shelf:
             except ValueError:
                 pass
 
-    def publish(self, job: Job) -> None:
+    def receive(self, job: Job) -> None:
         """A job trained to the end: check its model folder, keep it in My models (when its
         browser asked), register it, and mark the job done or failed saying why."""
         from textgen.loading import ModelLoadError

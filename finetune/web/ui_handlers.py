@@ -16,7 +16,8 @@ from textgen.messages import bilingual
 
 from .caps import WEB_LR, Caps
 from .errors import Busy, HubError, JobError, LibraryError, UnknownModelError
-from .job import JobView, duration
+from ..events import duration
+from .job import JobView
 from .jobs import JobManager
 from .library import check_key
 from .registry import ModelRegistry, owner_from_request

@@ -8,7 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from .job import JobView, duration
+from ..events import duration
+from .job import JobView
 from .uploads import PREVIEW_ROWS
 
 PREVIEW_CHARS = 160
