@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import random
 import re
@@ -32,6 +31,7 @@ import time
 from pathlib import Path
 
 from benchmarks.machine import cpu_kind
+from benchmarks.report import print_table, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 LUXUN = REPO.parent / "shared" / "corpora" / "luxun.tar.xz"
@@ -150,14 +150,10 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{base} on {what}, {res['rows']} rows: {res['steps']} steps in {res['seconds']} s, "
                       f"held-out perplexity {res['ppl_before']} -> {res['ppl_after']} "
                       f"({res['drop']:.0%} lower) {'OK' if ok else 'MISSES the target'}", flush=True)
-    print("\n| base | corpus | rows | steps | time | perplexity before | after | lower by |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in results:
-        print(f"| {r['base']} | {r['corpus']} | {r['rows']} | {r['steps']} | {r['seconds']:.0f} s | "
-              f"{r['ppl_before']} | {r['ppl_after']} | **{r['drop']:.0%}** |")
-    if args.json:
-        args.json.write_text(json.dumps({"settings": settings, "cpu": cpu, "results": results}, indent=2,
-                                        ensure_ascii=False))
+    print_table(["base", "corpus", "rows", "steps", "time", "perplexity before", "after", "lower by"],
+                [[r["base"], r["corpus"], r["rows"], r["steps"], f"{r['seconds']:.0f} s", r["ppl_before"],
+                  r["ppl_after"], f"**{r['drop']:.0%}**"] for r in results])
+    write_json(args.json, {"settings": settings, "cpu": cpu, "results": results})
     sys.exit(0 if all(r["drop"] >= TARGET_DROP and r["seconds"] <= TARGET_SECONDS for r in results) else 1)
 
 

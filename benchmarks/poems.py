@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from benchmarks.machine import cpu_kind
+from benchmarks.report import print_table, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 ARCHIVE = REPO.parent / "shared" / "corpora" / "chinese-poetry.tar.xz"
@@ -140,14 +141,13 @@ def main(argv: list[str] | None = None) -> None:
               f"perplexity {row['perplexity']:.1f} vs free {row['free_perplexity']:.1f} "
               f"({row['fluency_cost']:.2f}×), real poems {real_ppl:.1f}; {row['tok_s']:.0f} tok/s vs free "
               f"{row['free_tok_s']:.0f} ({row['speed']:.2f}×)", flush=True)
-    print("\n| form | shape | keywords | rhyme | perplexity: form | free | ÷ | real poems | tok/s: form | free | ÷ |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {FORMS[r['form']].label} | {r['shape']:.0%} | {r['keywords']:.0%} | {r['rhyme']:.0%} | "
-              f"{r['perplexity']:.1f} | {r['free_perplexity']:.1f} | **{r['fluency_cost']:.2f}** | "
-              f"{r['real_perplexity']:.1f} | {r['tok_s']:.0f} | {r['free_tok_s']:.0f} | **{r['speed']:.2f}** |")
-    if args.json:
-        args.json.write_text(json.dumps({"cpu": cpu, "rows": rows}, indent=2, ensure_ascii=False))
+    print_table(["form", "shape", "keywords", "rhyme", "perplexity: form", "free", "÷", "real poems",
+                 "tok/s: form", "free", "÷"],
+                [[FORMS[r["form"]].label, f"{r['shape']:.0%}", f"{r['keywords']:.0%}", f"{r['rhyme']:.0%}",
+                  f"{r['perplexity']:.1f}", f"{r['free_perplexity']:.1f}", f"**{r['fluency_cost']:.2f}**",
+                  f"{r['real_perplexity']:.1f}", f"{r['tok_s']:.0f}", f"{r['free_tok_s']:.0f}",
+                  f"**{r['speed']:.2f}**"] for r in rows])
+    write_json(args.json, {"cpu": cpu, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ EMPTY_HTML = ('<div class="tg-empty">Candidates appear here as they are written.
               '候选文本会在生成时逐字显示在这里。</div>')
 
 
-def escape(text: str) -> str:
+def escape(text: Any) -> str:
     """HTML-escape, and also neutralise the template syntax gr.HTML understands (${…}, {{…}})."""
-    return (html.escape(text, quote=True)
+    return (html.escape(str(text), quote=True)
             .replace("$", "&#36;").replace("{", "&#123;").replace("}", "&#125;"))
 
 

@@ -3,24 +3,16 @@ and progress bar, the loss curve's frame, the samples of the last evaluation. Pu
 escaped against gr.HTML's template syntax."""
 from __future__ import annotations
 
-import html
-from typing import Any
-
 import pandas as pd
 
 from ..events import duration
+from .cards import escape
 from .job import JobView
 from .uploads import PREVIEW_ROWS
 
 PREVIEW_CHARS = 160
 
 PLOT_COLUMNS = ["step", "loss", "split"]
-
-
-def escape(text: Any) -> str:
-    """HTML-escape, and neutralise the template syntax gr.HTML understands (${…}, {{…}})."""
-    return (html.escape(str(text), quote=True)
-            .replace("$", "&#36;").replace("{", "&#123;").replace("}", "&#125;"))
 
 
 def check_line(text: str, *, bad: bool = False) -> str:
