@@ -134,6 +134,7 @@ class Generator:
         thread = threading.Thread(target=work, name="textgen-generate", daemon=True)
         thread.start()
         rows: list[list[int]] = [[] for _ in range(req.params.n)]
+        shown = 0  # steps the last event held
         try:
             while True:
                 try:
@@ -142,11 +143,24 @@ class Generator:
                     if not thread.is_alive():
                         break
                     continue
-                if step is None:
+                ended = step is None
+                # every step queued meanwhile goes into this one event: a consumer that fell
+                # behind catches up at once instead of replaying each token
+                while not ended:
+                    for row, tid in zip(rows, step):
+                        row.append(tid)
+                    try:
+                        step = tokens.get_nowait()
+                    except queue.Empty:
+                        break
+                    ended = step is None
+                if len(rows[0]) > shown:
+                    snapshot = [list(r) for r in rows]
+                    shown = len(snapshot[0])
+                    yield StreamEvent(steps=shown, decode=lambda snapshot=snapshot: [
+                        self._decode(req.backend, r) for r in snapshot])
+                if ended:
                     break
-                for row, tid in zip(rows, step):
-                    row.append(tid)
-                yield StreamEvent([self._decode(req.backend, r) for r in rows])
         finally:
             stop.set()
             thread.join()

@@ -59,10 +59,13 @@ class Int8Linear:
         return torch.ops.quantized.linear_dynamic(x, self.packed, True)
 
 
-# Below this many weights a matrix stays fp32: quantizing the activations costs each int8 call
-# a fixed ~30 µs, more than a small fp32 matrix (already in the CPU's cache) takes in all
+# Below this many weights (256 × 512) a matrix stays fp32: quantizing the activations costs each
+# int8 call a fixed ~30-50 µs, more than a 256 × 256 fp32 product takes (11-18 µs at one row).
+# From 256 × 768 up int8 wins: alone at one row it is about even with fp32 (50-65 µs against
+# 41-53), but a whole step of the built-ins runs 20% faster at one row (the int8 weights stay
+# in the CPU's caches) and 35% at eight, where fp32 packs each matrix at every call
 # (benchmarks/README.md, "int8 per matrix size").
-INT8_MIN_WEIGHTS = 1 << 20
+INT8_MIN_WEIGHTS = 1 << 17
 
 
 @dataclass

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .coverage import Span
 
@@ -47,13 +47,28 @@ class Result(list):
         return sum(c.tokens for c in self)
 
 
-@dataclass
 class StreamEvent:
-    """Texts so far, one per sampled row; the last event also carries the ranked result."""
+    """Texts so far, one per sampled row; the last event also carries the ranked result.
 
-    texts: list[str]
-    done: bool = False
-    result: Result | None = None
+    `steps`: tokens sampled per row so far (None: one more than the event before). Texts given
+    as `decode` are decoded when first read: a server that only counts the tokens of a stream
+    (the /generate API's progress) or shows a few updates a second never pays for the rest."""
+
+    def __init__(self, texts: list[str] | None = None, done: bool = False, result: Result | None = None, *,
+                 steps: int | None = None, decode: Callable[[], list[str]] | None = None) -> None:
+        if (texts is None) == (decode is None):
+            raise TypeError("StreamEvent: give texts or decode, not both")
+        self._texts, self._decode = texts, decode
+        self.done, self.result, self.steps = done, result, steps
+
+    @property
+    def texts(self) -> list[str]:
+        if self._texts is None:
+            self._texts = self._decode()
+        return self._texts
+
+    def __repr__(self) -> str:
+        return f"StreamEvent(steps={self.steps}, done={self.done})"
 
 
 def sorted_texts(result: Result, n: int) -> list[str]:

@@ -245,7 +245,7 @@ class GenerateHandlers:
                     what = "Generating … 生成中" if base is None else f"Rewriting #{index + 1} … 正在重写"
                     yield (cards, "" if base is None else skip, status_html(what), *rest)
                 elif kind == "text":
-                    partial.texts, partial.steps = list(value.texts), partial.steps + 1
+                    partial.event, partial.steps = value, value.steps or partial.steps + 1
                     if time.monotonic() - last >= STREAM_EVERY_S:
                         last = time.monotonic()
                         cards = (render_stream(value.texts, req.keywords) if base is None
@@ -346,7 +346,8 @@ class GenerateHandlers:
             if kind == "done":
                 yield {**value.to_dict(), "done": True}
                 return
-            tokens += kind == "text"
+            if kind == "text":
+                tokens = value.steps or tokens + 1
             if kind != "text" or time.monotonic() - last >= STREAM_EVERY_S:
                 last = time.monotonic()
                 status = {"loading": "loading", "waiting": "waiting", "start": "generating",

@@ -24,9 +24,13 @@ class Partial:
     keywords: list[str]
     base: dict | None = None  # what was shown, when one candidate is being rewritten
     index: int | None = None
-    texts: list[str] = field(default_factory=list)
+    event: Any = None  # the latest `textgen.results.StreamEvent`, decoded only if Stop needs it
     steps: int = 0
     started: float = field(default_factory=time.monotonic)
+
+    @property
+    def texts(self) -> list[str]:
+        return list(self.event.texts) if self.event is not None else []
 
 
 class Partials:
