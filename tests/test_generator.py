@@ -62,6 +62,37 @@ def test_stream_final_equals_generate(any_model_dir):
     assert all(len(e.texts) == 3 for e in events)
 
 
+def test_a_reader_that_falls_behind_gets_one_event_for_the_steps_it_missed(bpe_gen):
+    import time
+
+    expected = bpe_gen.generate("Storm", "sea", n=2, seed=5, max_new_tokens=40)
+    events = []
+    for event in bpe_gen.stream("Storm", "sea", n=2, seed=5, max_new_tokens=40):
+        events.append(event)
+        if len(events) == 1:
+            time.sleep(1.0)  # the sampling thread writes on meanwhile
+    streamed, final = events[:-1], events[-1]
+    steps = [e.steps for e in streamed]
+    assert steps == sorted(set(steps)) and steps[0] >= 1  # every event says how far it is, none twice
+    assert steps[-1] == max(c.tokens for c in expected)  # the last streamed event holds every step
+    assert len(streamed) < steps[-1]  # the missed steps came as one event, not one each
+    assert final.done and [c.text for c in final.result] == [c.text for c in expected]
+    assert [streamed[-1].texts[c.index] for c in final.result] == [c.text for c in final.result]
+
+
+def test_stream_events_are_decoded_when_read_and_need_texts_or_a_decoder():
+    from textgen.results import StreamEvent
+
+    calls = []
+    event = StreamEvent(steps=3, decode=lambda: calls.append(1) or ["a", "b"])
+    assert calls == [] and event.steps == 3
+    assert event.texts == ["a", "b"] and event.texts == ["a", "b"] and calls == [1]  # once
+    with pytest.raises(TypeError, match="texts or decode"):
+        StreamEvent()
+    with pytest.raises(TypeError, match="texts or decode"):
+        StreamEvent(["a"], decode=lambda: ["a"])
+
+
 def test_closing_a_stream_stops_generation(bpe_gen):
     import threading
 
