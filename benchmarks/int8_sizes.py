@@ -13,6 +13,7 @@ Prints best-of-three times in µs and ms, side by side.
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 import warnings
 from pathlib import Path
@@ -52,7 +53,7 @@ def product_rows(threads: int) -> list[list[str]]:
             packed = [Int8Linear.from_weight(w.t(), bias) for w in dense]
         for m in (1, 8):
             x = torch.randn(m, n_in)
-            turn = iter(range(10**9))
+            turn = itertools.count()
             fp32 = _best(lambda: torch.addmm(bias, x, dense[next(turn) % COPIES]), 500)
             int8 = _best(lambda: packed[next(turn) % COPIES](x), 500)
             rows.append([threads, f"{n_in} × {n_out}", f"{n_in * n_out:,}", m, f"{fp32 * 1e6:.0f}",

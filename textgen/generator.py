@@ -155,10 +155,10 @@ class Generator:
                         break
                     ended = step is None
                 if len(rows[0]) > shown:
-                    snapshot = [list(r) for r in rows]
-                    shown = len(snapshot[0])
-                    yield StreamEvent(steps=shown, decode=lambda snapshot=snapshot: [
-                        self._decode(req.backend, r) for r in snapshot])
+                    shown = len(rows[0])
+                    # rows only grow, so the event keeps its length and slices when read
+                    yield StreamEvent(steps=shown, decode=lambda upto=shown: [
+                        self._decode(req.backend, r[:upto]) for r in rows])
                 if ended:
                     break
         finally:
