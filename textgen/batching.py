@@ -5,9 +5,11 @@ step runs one forward over the rows of all requests at once. At batch 1 a step o
 model waits on memory and on Python, not on arithmetic, so eight requests cost little more
 than one. Each request keeps its own `decoding.Rows` (sampling settings, keyword rules, seeded
 random numbers, stream), so what it samples does not depend on who else is in the batch,
-up to the float rounding of a bigger matrix product (fp32: the same texts; int8 quantizes
-each product's activations with one scale for the whole batch, so its logits move a little
-with the company and a text can differ: tests/test_batching.py).
+up to the float rounding of the kernels: on AVX2 machines fp32 gives the same texts; on
+AVX-512 ones a one-row product and a masked attention over a longer cache round differently
+(~1e-7 relative), and int8 quantizes each product's activations with one scale for the whole
+batch, so logits move a little with the company and a text can differ. At float64 the texts
+are the same (tests/test_batching.py).
 
 Why by hand: serving libraries that batch continuously (vLLM, TGI) are GPU servers that
 own the model and have no per-request logits hook of ours; transformers' generate() takes
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .decoding import Rows
+from .decoding import Rows, choose_together
 from .steppers import GPT2Stepper
 
 
@@ -199,12 +201,12 @@ class DecodeLoop:
         for job in joining:
             job.logits = stepper.prefill_into(job.first, job.n, job.rows.prompt)
         going = []
-        for job in active:
-            try:
-                job.tokens, more = job.rows.choose(job.logits)
-            except BaseException as exc:  # this request's own rules failed: only it ends
-                self._finish(job, exc)
+        # one sampling pass over every request's rows; a request whose own rules fail ends alone
+        for job, outcome in zip(active, choose_together([job.rows for job in active], [job.logits for job in active])):
+            if isinstance(outcome, BaseException):
+                self._finish(job, outcome)
                 continue
+            job.tokens, more = outcome
             if more:
                 going.append(job)
             else:

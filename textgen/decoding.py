@@ -103,39 +103,115 @@ class Rows:
         prompt = torch.tensor([list(prompt_ids)], dtype=torch.long, device=device)  # (1, P)
         self.input_ids = prompt.repeat(settings.n, 1)  # (n, P)
         self.unfinished = torch.ones(settings.n, dtype=torch.bool, device=device)  # (n,)
+        self.fills = torch.full((settings.n,), self.fill, dtype=torch.long, device=device)
         self.picked: list[torch.Tensor] = []  # one (n,) tensor of log-probs per step
 
     @property
     def prompt(self) -> torch.Tensor:
         return self.input_ids[:1, :self.prompt_len]  # (1, P)
 
-    def choose(self, logits: torch.Tensor) -> tuple[torch.Tensor, bool]:
-        """logits (n, V) → (tokens (n,), whether another step is wanted)."""
-        log_probs = torch.log_softmax(logits, dim=-1)
+    @property
+    def draw_key(self) -> tuple | None:
+        """Rows with the same key draw from one batched nucleus (`choose_together`); None: this
+        request samples over the whole vocabulary on its own (top_k = 0)."""
+        s = self.settings
+        return (s.top_k, s.temperature, s.top_p) if self.fused else None
+
+    def warp(self, logits: torch.Tensor) -> torch.Tensor:
+        """logits (n, V) → scores (n, V) after this request's own rules (min-new-tokens,
+        repetition penalty, keyword steering; the warpers too when it is not fused)."""
         scores = logits
         for proc in self.chain:
             scores = proc(self.input_ids, scores)
-        if self.fused:
-            probs, ids = nucleus(scores, self.settings)
-            token = ids.gather(1, torch.multinomial(probs, 1, generator=self.generator)).squeeze(1)  # (n,)
-        else:
-            token = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=self.generator).squeeze(1)
-        token = torch.where(self.unfinished, token, self.fill)
-        self.picked.append(log_probs.gather(1, token[:, None]).squeeze(1))
+        return scores
+
+    def noise(self, k: int) -> torch.Tensor:
+        """(n, k) Exp(1) draws from this request's random numbers. argmax(probs / noise) picks a
+        token with probability probs, exactly as torch.multinomial(probs, 1) does with the same
+        generator (it draws the same numbers), without its per-call checks."""
+        return torch.empty((self.settings.n, k), device=self.ends.device).exponential_(1, generator=self.generator)
+
+    def accept(self, token: torch.Tensor, log_prob: torch.Tensor) -> bool:
+        """Record the step's tokens (n,) (a finished row already holds its fill) and their
+        log-probabilities (n,); whether another step is wanted."""
+        self.picked.append(log_prob)
         self.input_ids = torch.cat([self.input_ids, token[:, None]], dim=1)
         if self.on_step is not None:
             self.on_step(token.tolist())
         self.unfinished &= (token[:, None] != self.ends).all(dim=1)
-        more = (bool(self.unfinished.any()) and not (self.stop is not None and self.stop.is_set())
+        return (bool(self.unfinished.any()) and not (self.stop is not None and self.stop.is_set())
                 and not (self.deadline is not None and time.monotonic() > self.deadline)
                 and len(self.picked) < self.settings.max_new_tokens)  # no forward for a token never sampled
-        return token, more
+
+    def choose(self, logits: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """logits (n, V) → (tokens (n,), whether another step is wanted)."""
+        outcome = choose_together([self], [logits])[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(sequences (n, P + T) with the prompt, log-probabilities (n, T) of the sampled tokens)."""
         n = self.settings.n
         log_probs = torch.stack(self.picked, dim=1) if self.picked else torch.zeros(n, 0, device=self.ends.device)
         return self.input_ids, log_probs
+
+
+def choose_together(requests: Sequence[Rows], logits: Sequence[torch.Tensor]
+                    ) -> list[tuple[torch.Tensor, bool] | BaseException]:
+    """One step of several requests: each request's logits (n_i, V) → (tokens (n_i,), more), or
+    the exception its own rules raised (the others go on).
+
+    Requests with the same sampling settings share one nucleus over all their rows, one
+    log-softmax and one draw; each draws its own random numbers (`Rows.noise`), and every op is
+    row by row, so a request samples what it samples alone whoever is beside it."""
+    outcomes: list = [None] * len(requests)
+    scores: list = [None] * len(requests)
+    for i, (rows, x) in enumerate(zip(requests, logits)):
+        try:
+            scores[i] = rows.warp(x)
+        except BaseException as exc:  # noqa: BLE001 - handed back to that request alone
+            outcomes[i] = exc
+    live = [i for i in range(len(requests)) if outcomes[i] is None]
+    if not live:
+        return outcomes
+    tokens: list = [None] * len(requests)
+    groups: dict = {}
+    for i in live:
+        groups.setdefault(requests[i].draw_key, []).append(i)
+    for key, members in groups.items():
+        for i, token in zip(members, _draw(key, [requests[i] for i in members], [scores[i] for i in members])):
+            tokens[i] = token
+    raw = torch.cat([tokens[i] for i in live])
+    unfinished = torch.cat([requests[i].unfinished for i in live])
+    fill = torch.cat([requests[i].fills for i in live])
+    chosen = torch.where(unfinished, raw, fill)  # a finished row repeats its end token
+    picked = torch.log_softmax(torch.cat([logits[i] for i in live]), dim=-1).gather(1, chosen[:, None]).squeeze(1)
+    at = 0
+    for i in live:
+        n = requests[i].settings.n
+        token = chosen[at:at + n]
+        try:
+            outcomes[i] = (token, requests[i].accept(token, picked[at:at + n]))
+        except BaseException as exc:  # noqa: BLE001 - a failing stream callback ends only its request
+            outcomes[i] = exc
+        at += n
+    return outcomes
+
+
+def _draw(key: tuple | None, requests: list[Rows], scores: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Raw tokens (n_i,) of requests that share `key` (their settings)."""
+    if key is None:  # the warpers have run: sample over the whole vocabulary, one request at a time
+        return [(torch.softmax(s, dim=-1) / rows.noise(s.shape[-1])).argmax(dim=1)
+                for rows, s in zip(requests, scores)]
+    probs, ids = nucleus(torch.cat(scores) if len(scores) > 1 else scores[0], requests[0].settings)
+    noise = torch.cat([rows.noise(ids.shape[1]) for rows in requests])
+    token = ids.gather(1, (probs / noise).argmax(dim=1, keepdim=True)).squeeze(1)
+    out, at = [], 0
+    for rows in requests:
+        out.append(token[at:at + rows.settings.n])
+        at += rows.settings.n
+    return out
 
 
 def sample(model, prompt_ids: Sequence[int], settings: SamplingSettings, *, end_ids: Sequence[int],
