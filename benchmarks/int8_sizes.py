@@ -13,6 +13,7 @@ Prints best-of-three times in µs and ms, side by side.
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import time
 import warnings
@@ -68,20 +69,26 @@ def step_rows(threads: int, floors: list[int]) -> list[list[str]]:
     from textgen.loading import load
     from textgen.quantize import Int8GPT2
 
+    from textgen.device import cpu_has_fast_bf16
+
     torch.set_num_threads(threads)
-    loaded = load(ROOT / "assets" / "models" / "textgen-en", quantize="none")
+    # fp32 whatever the CPU: the int8 kernels read and return fp32, as `load` arranges for them
+    loaded = load(ROOT / "assets" / "models" / "textgen-en", quantize="none", dtype="float32")
     out = []
-    for floor in floors:
-        int8 = Int8GPT2.from_model(loaded.model, min_weights=floor) if floor else None
+    # on CPUs with native bf16, also the bf16 model without int8 (what quantize="none" runs there)
+    for floor in floors + (["bf16"] if cpu_has_fast_bf16() else []):
+        int8 = Int8GPT2.from_model(loaded.model, min_weights=floor) if floor and floor != "bf16" else None
+        model = loaded.model if floor != "bf16" else copy.deepcopy(loaded.model).bfloat16()
         for rows in (1, 8):
-            stepper = SlotStepper(loaded.model, rows, 256, int8)
+            stepper = SlotStepper(model, rows, 256, int8)
             stepper.reserve(rows, 256)
             with torch.inference_mode():
                 for r in range(rows):
                     stepper.prefill_into(r, 1, torch.arange(5, 25)[None])
                 tokens = torch.full((rows,), 11)
                 seconds = _best(lambda: stepper.step_rows(tokens), 60)  # the cache grows to 220 tokens
-            out.append([threads, "fp32 only" if not floor else f"{floor:,}",
+            label = "bf16, no int8" if floor == "bf16" else "fp32 only" if not floor else f"{floor:,}"
+            out.append([threads, label,
                         0 if int8 is None else int8.matrices, rows, f"{seconds * 1e3:.2f}"])
     return out
 

@@ -261,7 +261,7 @@ class _EndlessGenerator:
     def __init__(self):
         self.closed = threading.Event()
 
-    def stream(self, title, keywords, params):
+    def stream(self, title, keywords, params, interval=0.0):
         from textgen.results import StreamEvent
 
         try:
@@ -454,7 +454,7 @@ class _Blocking:
     def __init__(self, release: threading.Event):
         self.release = release
 
-    def stream(self, title, keywords, params):
+    def stream(self, title, keywords, params, interval=0.0):
         from textgen.results import Result, StreamEvent
 
         while not self.release.wait(0.05):

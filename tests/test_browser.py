@@ -236,7 +236,7 @@ class _Scripted:
         self.fail_after = fail_after
         self.closed = threading.Event()
 
-    def stream(self, title, keywords, params):
+    def stream(self, title, keywords, params, interval=0.0):
         import time
 
         from textgen.results import StreamEvent

@@ -113,15 +113,23 @@ class Generator:
         return self._finish(req, sequences, stopped=req.stop.is_set())
 
     def stream(self, title: str = "", keywords: str | Sequence[str] | None = None,
-               params: GenerationParams | None = None, **overrides: Any) -> Iterator[StreamEvent]:
+               params: GenerationParams | None = None, *, interval: float = 0.0,
+               **overrides: Any) -> Iterator[StreamEvent]:
         """Yield the growing texts of all candidates; the last event holds the ranked result.
 
+        interval: seconds between events at most (0: one per step). Each event holds every step
+        since the one before; the first token and the end come at once. A server that shows
+        a few updates a second should say so: a reader woken at every token takes the
+        interpreter from the decode loop that many requests share.
         Closing the iterator (a client went away) stops generation within one token.
         """
+        if not (isinstance(interval, (int, float)) and 0 <= interval <= 10):
+            raise ValueError(f"interval: must be a number of seconds from 0 to 10, got {interval!r}")
         req = self._prepare(title, keywords, params, overrides)
         tokens: queue.Queue = queue.Queue()
         stop = req.stop
         outcome: dict[str, Any] = {}
+        ended_work = threading.Event()
 
         def work() -> None:
             try:
@@ -130,6 +138,7 @@ class Generator:
                 outcome["error"] = exc
             finally:
                 tokens.put(None)
+                ended_work.set()
 
         thread = threading.Thread(target=work, name="textgen-generate", daemon=True)
         thread.start()
@@ -161,6 +170,8 @@ class Generator:
                         self._decode(req.backend, r[:upto]) for r in rows])
                 if ended:
                     break
+                if interval:  # asleep, the reader is not woken per token; the end wakes it
+                    ended_work.wait(interval)
         finally:
             stop.set()
             thread.join()

@@ -30,6 +30,7 @@ except ImportError:
 POLL_S = 0.1  # how often a loading or waiting request looks up (and yields, to notice a gone client)
 GPU_SECONDS = 120  # ZeroGPU reservation per call
 STREAM_EVERY_S = 0.1  # at most ~10 page updates a second while streaming
+EVENTS_EVERY_S = STREAM_EVERY_S / 2  # the model's stream, paced: each page update is at most this stale
 DEFAULT_LENGTH = {"zh": 100, "en": 80}  # characters, words: about what 120 tokens wrote before
 PARTIALS_KEPT = 256  # sessions whose texts-so-far are kept for their Stop button
 GENERATE_OUTPUTS = ("cards", "best", "status", "seed", "shown", "export_txt", "export_json")
@@ -75,7 +76,7 @@ class GenerateHandlers:
 
     def _stream_by_id(self, model_id: str, owner: str | None, title: str, keywords: list[str],
                       params: GenerationParams) -> Iterator[Any]:
-        yield from self.registry.get(model_id, owner).stream(title, keywords, params)
+        yield from self.registry.get(model_id, owner).stream(title, keywords, params, interval=EVENTS_EVERY_S)
 
     # -- the one path every request takes -------------------------------------------------------
     def _load(self, entry: ModelEntry, owner: str | None) -> Iterator[Any]:
@@ -128,7 +129,7 @@ class GenerateHandlers:
                 yield "waiting", ticket.position
             yield "start", None
             events = (self._gpu_stream(entry.id, owner, req.title, req.keywords, req.params) if self._gpu_stream
-                      else gen.stream(req.title, req.keywords, req.params))
+                      else gen.stream(req.title, req.keywords, req.params, interval=EVENTS_EVERY_S))
             try:
                 for event in events:
                     if event.done:
