@@ -216,3 +216,51 @@ def test_sampling_draws_from_the_nucleus(loaded):
     assert set(drawn) <= {t for t, p in allowed.items() if p > 0}
     for token, p in allowed.items():
         assert abs(drawn.count(token) / len(drawn) - p) < 0.04, (token, p)
+
+
+def test_the_draw_is_torch_multinomial_with_the_same_generator(loaded):
+    """`Rows.noise` + argmax picks what torch.multinomial picks from the same seeded generator,
+    so the batched draw kept every seed's texts; the generator ends in the same state."""
+    from textgen.decoding import Rows
+
+    settings = SamplingSettings(n=4, max_new_tokens=8, temperature=0.9, top_k=0)
+    for seed in range(20):
+        probs = torch.softmax(torch.randn(4, loaded.model.config.vocab_size, generator=torch.Generator().manual_seed(seed)) * 3, -1)
+        theirs, ours = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+        expected = torch.multinomial(probs, 1, generator=theirs).squeeze(1)
+        rows = Rows([1, 2, 3], settings, end_ids=[0], generator=ours)
+        assert torch.equal((probs / rows.noise(probs.shape[1])).argmax(dim=1), expected)
+        assert torch.rand(1, generator=theirs).item() == torch.rand(1, generator=ours).item()
+
+
+def test_requests_chosen_together_get_what_each_gets_alone(loaded):
+    """One `choose_together` call over requests with different settings (two share theirs, one
+    samples the whole vocabulary, one has a rule that fails) gives each the tokens it gets alone;
+    the failing one gets its exception and the others go on."""
+    from textgen.decoding import Rows, choose_together
+
+    vocab = loaded.model.config.vocab_size
+    specs = [SamplingSettings(n=2, max_new_tokens=5, temperature=0.9, top_k=30, top_p=0.9),
+             SamplingSettings(n=3, max_new_tokens=5, temperature=0.9, top_k=30, top_p=0.9),
+             SamplingSettings(n=1, max_new_tokens=5, temperature=1.3, top_k=0, top_p=0.8),
+             SamplingSettings(n=2, max_new_tokens=5, temperature=0.7, top_k=5)]
+
+    def broken(ids, scores):
+        raise RuntimeError("this request's own rule failed")
+
+    def requests():
+        return [Rows([4, 5, 6], s, end_ids=[0], generator=torch.Generator().manual_seed(i),
+                     processors=[broken] if i == 3 else ())
+                for i, s in enumerate(specs)]
+
+    logits = [torch.randn(s.n, vocab, generator=torch.Generator().manual_seed(10 + i)) * 4 for i, s in enumerate(specs)]
+    alone = []
+    for rows, x in zip(requests(), logits):
+        try:
+            alone.append(rows.choose(x)[0])
+        except RuntimeError as exc:
+            alone.append(exc)
+    together = choose_together(requests(), logits)
+    for mine, theirs in zip(together[:3], alone[:3]):
+        assert torch.equal(mine[0], theirs) and mine[1] is True
+    assert isinstance(together[3], RuntimeError) and isinstance(alone[3], RuntimeError)

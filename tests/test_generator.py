@@ -204,3 +204,33 @@ def test_scores_are_the_models_mean_log_probability(bpe_gen):
         ids = sequences[row, len(prompt):].tolist()
         n = next((i + 1 for i, t in enumerate(ids) if t in ends), len(ids))
         assert by_index[row] == pytest.approx(logp[row, :n].mean().item(), abs=1e-3)
+
+
+def test_a_paced_stream_wakes_its_reader_less_and_ends_the_same(bpe_gen):
+    """With interval=, events come at most that often, each holding every step since the one
+    before; the first comes with the first token, and the result is the same."""
+    import time
+
+    def ask(seed):
+        return bpe_gen.generate("Storm", "sea", n=2, seed=seed, max_new_tokens=120)
+
+    seed = next(s for s in range(100) if max(c.tokens for c in ask(s)) >= 80)  # a long one
+    expected = ask(seed)
+    unpaced = [e.steps for e in bpe_gen.stream("Storm", "sea", n=2, seed=seed, max_new_tokens=120) if not e.done]
+    started = time.monotonic()
+    events, times = [], []
+    for event in bpe_gen.stream("Storm", "sea", n=2, seed=seed, max_new_tokens=120, interval=0.05):
+        events.append(event)
+        times.append(time.monotonic() - started)
+    streamed, final = events[:-1], events[-1]
+    assert streamed[0].steps >= 1 and streamed[-1].steps == max(c.tokens for c in expected)
+    assert len(streamed) < len(unpaced) and len(streamed) <= times[-1] / 0.05 + 2
+    # between streamed events the reader slept; the last one and the result follow the end at once
+    assert all(later - earlier >= 0.045 for earlier, later in zip(times[:-3], times[1:-2]))
+    assert final.done and [c.text for c in final.result] == [c.text for c in expected]
+
+
+@pytest.mark.parametrize("interval", [-1, 11, "fast", None])
+def test_a_bad_stream_interval_names_the_field(bpe_gen, interval):
+    with pytest.raises(ValueError, match="interval"):
+        next(bpe_gen.stream("Storm", "sea", interval=interval))
