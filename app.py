@@ -18,6 +18,8 @@ Environment (gradio reads GRADIO_SERVER_NAME / GRADIO_SERVER_PORT itself):
   TEXTGEN_MAX_REQUEST_TOKENS  n × max_new_tokens allowed per request (default 2048)
   TEXTGEN_MAX_SECONDS   wall time of one generation (default 60); the texts so far are kept
   TEXTGEN_BEHIND_PROXY  1: take the client's address from X-Forwarded-For (set on Spaces)
+  TEXTGEN_TORCH_THREADS torch's threads for the model's arithmetic (default 1 on machines with
+                        up to 2 cores, where the web server needs the other one; else torch's)
 
 Fair share: a browser session or API client may have 2 requests waiting or running, one
 network address 6; the next free slot goes to the client served least recently (`FairSlots`).
@@ -132,8 +134,28 @@ def _fewer_malloc_arenas(arenas: int = 2) -> None:
         pass
 
 
+def _torch_threads(cores: int | None = None) -> int:
+    """Threads torch may use for the models' arithmetic: TEXTGEN_TORCH_THREADS, else 1 on a
+    machine of up to 2 cores, else torch's own default (0: leave it).
+
+    Why 1 there: the decode steps of many requests are small ops, where a second thread gains
+    little and spins between them, on the core that gradio's request handling needs; measured
+    on 2 cores (benchmarks/serve.py), 8 clients made ~20% more tokens/s with 1 thread and one
+    client as many. Training runs in worker processes of its own, with its own threads."""
+    cores = cores or os.cpu_count() or 1
+    threads = env_int("TEXTGEN_TORCH_THREADS", 1 if cores <= 2 else 0)
+    if threads < 0:
+        raise SystemExit(f"TEXTGEN_TORCH_THREADS: must be 0 (torch's default) or more, got {threads}")
+    return threads
+
+
 def main() -> None:
     _fewer_malloc_arenas()
+    threads = _torch_threads()
+    if threads:
+        import torch  # the models load later, in the registry's threads
+
+        torch.set_num_threads(threads)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own startup pings
     registry = ModelRegistry.from_env()

@@ -570,3 +570,19 @@ def test_finetune_tab_plugs_in(tmp_path, monkeypatch):
     assert "Fine-tune 微调" in str(demo.config)
     assert "Fine-tune 微调" not in str(app.build_app(reg, modes=["off"], finetune_tab=False).config)
 
+
+
+def test_torch_threads_for_serving(monkeypatch):
+    """One torch thread on machines of up to 2 cores (the web server needs the other),
+    torch's own default elsewhere; TEXTGEN_TORCH_THREADS overrides, and a bad value is named."""
+    import app
+
+    monkeypatch.delenv("TEXTGEN_TORCH_THREADS", raising=False)
+    assert app._torch_threads(cores=2) == 1 and app._torch_threads(cores=1) == 1
+    assert app._torch_threads(cores=16) == 0
+    monkeypatch.setenv("TEXTGEN_TORCH_THREADS", "3")
+    assert app._torch_threads(cores=2) == 3
+    for bad in ("-1", "two"):
+        monkeypatch.setenv("TEXTGEN_TORCH_THREADS", bad)
+        with pytest.raises(SystemExit, match="TEXTGEN_TORCH_THREADS"):
+            app._torch_threads(cores=2)
