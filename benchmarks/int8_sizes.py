@@ -65,32 +65,39 @@ def product_rows(threads: int) -> list[list[str]]:
 def step_rows(threads: int, floors: list[int]) -> list[list[str]]:
     import torch
 
-    from textgen.batching import SlotStepper
+    from textgen.device import cpu_has_fast_bf16
     from textgen.loading import load
     from textgen.quantize import Int8GPT2
-
-    from textgen.device import cpu_has_fast_bf16
 
     torch.set_num_threads(threads)
     # fp32 whatever the CPU: the int8 kernels read and return fp32, as `load` arranges for them
     loaded = load(ROOT / "assets" / "models" / "textgen-en", quantize="none", dtype="float32")
     out = []
-    # on CPUs with native bf16, also the bf16 model without int8 (what quantize="none" runs there)
-    for floor in floors + (["bf16"] if cpu_has_fast_bf16() else []):
-        int8 = Int8GPT2.from_model(loaded.model, min_weights=floor) if floor and floor != "bf16" else None
-        model = loaded.model if floor != "bf16" else copy.deepcopy(loaded.model).bfloat16()
-        for rows in (1, 8):
-            stepper = SlotStepper(model, rows, 256, int8)
-            stepper.reserve(rows, 256)
-            with torch.inference_mode():
-                for r in range(rows):
-                    stepper.prefill_into(r, 1, torch.arange(5, 25)[None])
-                tokens = torch.full((rows,), 11)
-                seconds = _best(lambda: stepper.step_rows(tokens), 60)  # the cache grows to 220 tokens
-            label = "bf16, no int8" if floor == "bf16" else "fp32 only" if not floor else f"{floor:,}"
-            out.append([threads, label,
-                        0 if int8 is None else int8.matrices, rows, f"{seconds * 1e3:.2f}"])
+    for floor in floors:
+        int8 = Int8GPT2.from_model(loaded.model, min_weights=floor) if floor else None
+        label = f"{floor:,}" if floor else "fp32 only"
+        out += [[threads, label, 0 if int8 is None else int8.matrices, rows, _step_ms(loaded.model, int8, rows)]
+                for rows in (1, 8)]
+    if cpu_has_fast_bf16():  # also the bf16 model without int8 (what quantize="none" runs there)
+        bf16 = copy.deepcopy(loaded.model).bfloat16()
+        out += [[threads, "bf16, no int8", 0, rows, _step_ms(bf16, None, rows)] for rows in (1, 8)]
     return out
+
+
+def _step_ms(model, int8, rows: int) -> str:
+    """Best time of one batched decode step of `rows` rows, in ms."""
+    import torch
+
+    from textgen.batching import SlotStepper
+
+    stepper = SlotStepper(model, rows, 256, int8)
+    stepper.reserve(rows, 256)
+    with torch.inference_mode():
+        for r in range(rows):
+            stepper.prefill_into(r, 1, torch.arange(5, 25)[None])
+        tokens = torch.full((rows,), 11)
+        seconds = _best(lambda: stepper.step_rows(tokens), 60)  # the cache grows to 220 tokens
+    return f"{seconds * 1e3:.2f}"
 
 
 def main() -> None:

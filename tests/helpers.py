@@ -23,6 +23,16 @@ def write_corpus(path: Path, rows: int = 24, *, keywords: str = "storm, sea, nig
     return path
 
 
+def seed_writing(gen, tokens: int, *, tries: int = 200, **request) -> int:
+    """A seed with which `gen` writes at least `tokens` tokens in some candidate of `request`
+    (title, n, max_new_tokens…), found on this machine: the CPU kind picks the dtype, and so
+    the texts."""
+    for seed in range(tries):
+        if max(c.tokens for c in gen.generate(seed=seed, **request)) >= tokens:
+            return seed
+    raise AssertionError(f"no seed of {tries} writes {tokens} tokens for {request}")
+
+
 def settings(base: Path, **over) -> dict:
     """Settings of a short LoRA job on the tiny test model."""
     values = dict(base=str(base), method="lora", epochs=20.0, max_steps=10, batch_size=4, max_length=64,

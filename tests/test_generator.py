@@ -211,11 +211,10 @@ def test_a_paced_stream_wakes_its_reader_less_and_ends_the_same(bpe_gen):
     before; the first comes with the first token, and the result is the same."""
     import time
 
-    def ask(seed):
-        return bpe_gen.generate("Storm", "sea", n=2, seed=seed, max_new_tokens=120)
+    from helpers import seed_writing
 
-    seed = next(s for s in range(100) if max(c.tokens for c in ask(s)) >= 80)  # a long one
-    expected = ask(seed)
+    seed = seed_writing(bpe_gen, 80, title="Storm", keywords="sea", n=2, max_new_tokens=120)  # a long one
+    expected = bpe_gen.generate("Storm", "sea", n=2, seed=seed, max_new_tokens=120)
     unpaced = [e.steps for e in bpe_gen.stream("Storm", "sea", n=2, seed=seed, max_new_tokens=120) if not e.done]
     started = time.monotonic()
     events, times = [], []

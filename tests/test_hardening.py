@@ -27,7 +27,7 @@ from textgen.params import param_specs  # noqa: E402
 
 from benchmarks.load import RawClient, free_port, generate_args, rss_mb, start_app  # noqa: E402
 
-from helpers import launch_app  # noqa: E402
+from helpers import launch_app, seed_writing  # noqa: E402
 
 SPECS = param_specs()
 
@@ -217,8 +217,7 @@ def test_a_generation_stops_at_the_time_cap_and_keeps_its_text(tmp_path, bpe_mod
     reg = ModelRegistry(tmp_path, extra=[bpe_model_dir], builtins=False, hub=False)
     # a seed with which this tiny model writes all 250 tokens without an end, found on this machine
     # (the CPU kind picks the dtype, and so the texts), so that only the time cap can stop it
-    gen = reg.get(reg.default_id())
-    seed = next(s for s in range(200) if gen.generate("Storm", n=1, max_new_tokens=250, seed=s)[0].tokens == 250)
+    seed = seed_writing(reg.get(reg.default_id()), 250, title="Storm", n=1, max_new_tokens=250)
     url = served(reg, limits=requests.ServeLimits(seconds=0.05))
     out = Client(url, verbose=False).predict(title="Storm", model=reg.default_id(), n=1, max_new_tokens=250,
                                              seed=seed, api_name="/generate")

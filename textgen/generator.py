@@ -129,7 +129,6 @@ class Generator:
         tokens: queue.Queue = queue.Queue()
         stop = req.stop
         outcome: dict[str, Any] = {}
-        ended_work = threading.Event()
 
         def work() -> None:
             try:
@@ -138,7 +137,6 @@ class Generator:
                 outcome["error"] = exc
             finally:
                 tokens.put(None)
-                ended_work.set()
 
         thread = threading.Thread(target=work, name="textgen-generate", daemon=True)
         thread.start()
@@ -170,8 +168,8 @@ class Generator:
                         self._decode(req.backend, r[:upto]) for r in rows])
                 if ended:
                     break
-                if interval:  # asleep, the reader is not woken per token; the end wakes it
-                    ended_work.wait(interval)
+                if interval:  # asleep, the reader is not woken per token; the work's end wakes it
+                    thread.join(interval)
         finally:
             stop.set()
             thread.join()
