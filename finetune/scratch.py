@@ -163,6 +163,18 @@ def _non_empty(texts: Iterable[str]) -> Iterator[str]:
             yield text
 
 
+def gpt2_config(config: ScratchConfig, vocab_size: int, ids: dict[str, int] | None = None):
+    """The GPT2Config of a model of `config`'s size (dropout included), embeddings tied; ids:
+    its [BOS]/[EOS]/[PAD] token ids (0 where not given)."""
+    from transformers import GPT2Config
+
+    ids = ids or {}
+    return GPT2Config(vocab_size=vocab_size, n_positions=config.n_positions, n_embd=config.n_embd,
+                      n_layer=config.n_layer, n_head=config.n_head, resid_pdrop=config.dropout,
+                      embd_pdrop=config.dropout, attn_pdrop=config.dropout, bos_token_id=ids.get("bos", 0),
+                      eos_token_id=ids.get("eos", 0), pad_token_id=ids.get("pad", 0), tie_word_embeddings=True)
+
+
 def init_scratch_model(tokenizer, config: ScratchConfig, *, seed: int | None = 0):
     """A freshly initialised GPT2LMHeadModel sized to `tokenizer`, embeddings tied.
 
@@ -170,23 +182,10 @@ def init_scratch_model(tokenizer, config: ScratchConfig, *, seed: int | None = 0
     seed: makes the initial weights reproducible (None: leave torch's RNG alone).
     """
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import GPT2LMHeadModel
 
     ids = token_ids(tokenizer, PromptFormat())
-    gpt2 = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_positions=config.n_positions,
-        n_embd=config.n_embd,
-        n_layer=config.n_layer,
-        n_head=config.n_head,
-        resid_pdrop=config.dropout,
-        embd_pdrop=config.dropout,
-        attn_pdrop=config.dropout,
-        bos_token_id=ids["bos"],
-        eos_token_id=ids["eos"],
-        pad_token_id=ids["pad"],
-        tie_word_embeddings=True,
-    )
+    gpt2 = gpt2_config(config, len(tokenizer), ids)
     if seed is not None:
         torch.manual_seed(seed)
     model = GPT2LMHeadModel(gpt2)
