@@ -7,8 +7,11 @@ transformers pipeline, on the same weights and prompt.
 Models: a GPT-2-small-sized model (12 × 768, 50k WordPiece vocabulary from Debian's
 `wamerican` list, 124M) and an 89M one (12 × 768, 4k vocabulary), both with random weights
 built here, and each built-in model. For n=1 and n=4 it prints the median tokens/s of
-- textgen (`Generator.generate`, its load-time defaults: int8 weights where fbgemm runs,
-  scoring and bookkeeping included) in off mode and in guaranteed mode with two keywords;
+- textgen (`Generator.generate`, its load-time defaults: int8 weights, decode steps in ONNX
+  Runtime where it is installed; scoring and bookkeeping included) in off mode and in
+  guaranteed mode with two keywords, and in off mode on PyTorch's own decode path
+  (`runtime="torch"`: int8 from fbgemm where a matrix is big enough), the path before ONNX
+  Runtime;
 - CTranslate2's `Generator.generate_batch` with compute type int8 and float32 (the model
   converted here; CTranslate2 has no per-step hook, so no guaranteed mode);
 - `pipeline("text-generation")` in fp32 (n=4: four calls);
@@ -127,6 +130,8 @@ def bench_model(folder: Path, label: str, tokens: int, repeats: int, ct2_dir: Pa
     gen = Generator.from_pretrained(str(folder))
     loaded = gen.backend_for(title, keywords)
     loaded.model.generation_config.min_new_tokens = tokens  # pins the count, as generate() honours it
+    on_torch = Generator.from_pretrained(str(folder), runtime="torch")
+    on_torch.backend_for(title, keywords).model.generation_config.min_new_tokens = tokens
     base_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, use_safetensors=True)
     base_model.generation_config.min_new_tokens = tokens
     pipe = pipeline("text-generation", model=base_model, tokenizer=tok, device="cpu")
@@ -144,12 +149,18 @@ def bench_model(folder: Path, label: str, tokens: int, repeats: int, ct2_dir: Pa
     rows = []
     for n in (1, 4):
         row = {"model": label, "n": n, "params": sum(p.numel() for p in base_model.parameters()),
-               "quantize": loaded.quantize, "dtype": str(loaded.dtype).replace("torch.", "")}
+               "quantize": loaded.quantize, "runtime": loaded.runtime,
+               "dtype": str(loaded.dtype).replace("torch.", "")}
         for mode in ("off", "guaranteed"):
             def ours(mode=mode):
                 gen.generate(title, keywords, n=n, seed=0, max_new_tokens=tokens, keyword_mode=mode, **SAMPLING)
             row[f"textgen_{mode}"], row[f"textgen_{mode}_threads"] = best_of_threads(
                 ours, tokens * n, repeats, torch.set_num_threads)
+
+        def ours_on_torch():
+            on_torch.generate(title, keywords, n=n, seed=0, max_new_tokens=tokens, keyword_mode="off", **SAMPLING)
+        row["torch_off"], row["torch_off_threads"] = best_of_threads(
+            ours_on_torch, tokens * n, repeats, torch.set_num_threads)
         for kind, models in ct2.items():
             rates = []
             for threads, model in zip(THREADS, models):
@@ -222,17 +233,17 @@ def main() -> None:
             rows += bench_model(folder, label, args.tokens, args.repeats, ct2_dir)
     print(f"\nCPU: {cpu_kind()}, {os.cpu_count()} cores; {args.tokens} new tokens per candidate, "
           f"median of {args.repeats}; tokens/s\n")
-    print("| model | params | n | textgen off | textgen guaranteed | CT2 int8 | CT2 float32 | pipeline fp32 "
-          "| off ÷ CT2 int8 | guaranteed ÷ CT2 int8 | textgen weights |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | params | n | textgen off | textgen guaranteed | textgen off, PyTorch steps | CT2 int8 "
+          "| CT2 float32 | pipeline fp32 | off ÷ CT2 int8 | guaranteed ÷ CT2 int8 | textgen weights, steps |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         c8 = r.get("ct2_int8")
         fmt = (lambda key: f"{r[key]:.0f} ({r[key + '_threads']}t)" if r.get(key) else "–")
         ratio = (lambda v: f"**{v / c8:.2f}**" if c8 else "–")
-        weights = "int8" if r["quantize"] == "int8" else r["dtype"]
+        weights = ("int8" if r["quantize"] == "int8" else r["dtype"]) + ", " + r["runtime"]
         print(f"| {r['model']} | {r['params'] / 1e6:.1f}M | {r['n']} | {fmt('textgen_off')} | "
-              f"{fmt('textgen_guaranteed')} | {fmt('ct2_int8')} | {fmt('ct2_float32')} | {r['pipeline']:.0f} | "
-              f"{ratio(r['textgen_off'])} | {ratio(r['textgen_guaranteed'])} | {weights} |")
+              f"{fmt('textgen_guaranteed')} | {fmt('torch_off')} | {fmt('ct2_int8')} | {fmt('ct2_float32')} | "
+              f"{r['pipeline']:.0f} | {ratio(r['textgen_off'])} | {ratio(r['textgen_guaranteed'])} | {weights} |")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
-"""What int8 weights cost in quality: the same decode path with fp32 and with int8 matrices.
+"""What int8 weights cost in quality: the same decode path with fp32 and with int8 matrices,
+PyTorch's (fbgemm, `runtime="torch"`) and ONNX Runtime's (`textgen.onnx_step`, the default
+where it is installed).
 
     python -m benchmarks.quantize [--docs 40] [--prompts 20] [--tokens 64]
 
 For each built-in model and for a GPT-2 of 12 × 768 with random weights on textgen-en's
 tokenizer (91M parameters, built here), it prints
-- held-out perplexity per token under fp32 and under int8, and their ratio (target ≤ 1.01):
+- held-out perplexity per token under fp32 and under each int8, and their ratio (target ≤ 1.01):
   every token is scored through the decode path generation uses (the prompt, then one step
   per token), so what is measured is what users get;
 - greedy agreement: fp32 greedy continuations of held-out prompts, and the share of their
@@ -43,13 +45,14 @@ def build_random_gpt2(folder: Path, tokenizer_from: Path) -> Path:
     return folder
 
 
-def scored_steps(loaded, int8, prompt: list[int], ids: list[int]):
-    """Log-probabilities (T, V) the decode path gives before each of `ids`, after `prompt`."""
+def scored_steps(loaded, path, prompt: list[int], ids: list[int]):
+    """Log-probabilities (T, V) the decode path gives before each of `ids`, after `prompt`.
+    path: (int8, fast) as `stepper_for` takes them."""
     import torch
 
     from textgen.steppers import stepper_for
 
-    stepper = stepper_for(loaded.model, 1, len(prompt) + len(ids), int8)
+    stepper = stepper_for(loaded.model, 1, len(prompt) + len(ids), *path)
     with torch.inference_mode():
         rows = [stepper.prefill(torch.tensor([prompt]))]
         for token in ids[:-1]:
@@ -77,31 +80,34 @@ def compare(folder: Path, docs, prompts: int, tokens: int) -> dict:
 
     from textgen.loading import load
     from textgen.prompt import encode_prompt
+    from textgen.onnx_step import OnnxGPT2Step, onnx_available
     from textgen.quantize import Int8GPT2
 
-    loaded = load(folder, dtype="float32", quantize="none")
-    int8 = Int8GPT2.from_model(loaded.model)
+    loaded = load(folder, dtype="float32", quantize="none", runtime="torch")
+    paths = {"fp32": (None, None), "int8": (Int8GPT2.from_model(loaded.model), None)}
+    if onnx_available():
+        paths["int8 onnx"] = (None, OnnxGPT2Step(loaded.model))
     tok, fmt = loaded.tokenizer, loaded.fmt
     eos = tok.convert_tokens_to_ids(fmt.eos)
-    nll = {"fp32": 0.0, "int8": 0.0}
+    nll = dict.fromkeys(paths, 0.0)
     count = 0
     for title, kws, text in docs:
         prompt = encode_prompt(tok, fmt, title, kws)
         ids = (tok(text, add_special_tokens=False)["input_ids"] + [eos])[: loaded.model.config.n_positions - len(prompt)]
         target = torch.tensor(ids)[:, None]
-        for name, weights in (("fp32", None), ("int8", int8)):
-            nll[name] -= float(scored_steps(loaded, weights, prompt, ids).gather(1, target).sum())
+        for name, path in paths.items():
+            nll[name] -= float(scored_steps(loaded, path, prompt, ids).gather(1, target).sum())
         count += len(ids)
-    agree = total = 0
+    agree, total = dict.fromkeys(paths, 0), 0
     for title, kws, _ in docs[:prompts]:
         prompt = encode_prompt(tok, fmt, title, kws)
         ids = greedy(loaded, prompt, tokens)
-        picked = scored_steps(loaded, int8, prompt, ids).argmax(-1).tolist()
-        agree += sum(a == b for a, b in zip(picked, ids))
+        for name, path in paths.items():
+            picked = scored_steps(loaded, path, prompt, ids).argmax(-1).tolist()
+            agree[name] += sum(a == b for a, b in zip(picked, ids))
         total += len(ids)
     ppl = {k: math.exp(v / count) for k, v in nll.items()}
-    return {"tokens": count, "ppl_fp32": ppl["fp32"], "ppl_int8": ppl["int8"],
-            "ratio": ppl["int8"] / ppl["fp32"], "greedy_agreement": agree / total,
+    return {"tokens": count, "ppl": ppl, "agreement": {k: v / total for k, v in agree.items()},
             "params": sum(p.numel() for p in loaded.model.parameters())}
 
 
@@ -131,11 +137,14 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(("GPT-2 12×768, random weights", compare(big, docs["en"], args.prompts, args.tokens)))
     print(f"\nCPU: {cpu_kind()}; {args.docs} held-out texts, {args.prompts} greedy continuations of "
           f"{args.tokens} tokens per model\n")
-    print("| model | params | held-out tokens | perplexity fp32 | perplexity int8 | int8 ÷ fp32 | greedy agreement |")
+    print("| model | params | held-out tokens | weights | perplexity | ÷ fp32 | greedy agreement with fp32 |")
     print("|---|---|---|---|---|---|---|")
     for name, r in rows:
-        print(f"| {name} | {r['params'] / 1e6:.1f}M | {r['tokens']:,} | {r['ppl_fp32']:.2f} | {r['ppl_int8']:.2f} | "
-              f"**{r['ratio']:.4f}** | **{r['greedy_agreement']:.1%}** |")
+        for path, ppl in r["ppl"].items():
+            label = {"fp32": "fp32", "int8": "int8, PyTorch (fbgemm)", "int8 onnx": "int8, ONNX Runtime"}[path]
+            ratio = ppl / r["ppl"]["fp32"]
+            print(f"| {name} | {r['params'] / 1e6:.1f}M | {r['tokens']:,} | {label} | {ppl:.2f} | "
+                  f"**{ratio:.4f}** | **{r['agreement'][path]:.1%}** |")
 
 
 if __name__ == "__main__":

@@ -173,8 +173,8 @@ def test_min_new_tokens_rule_keeps_its_end_ids_on_the_models_device(device):
     before, after = warpers(SamplingSettings(n=2, max_new_tokens=8, min_new_tokens=4), [5, 6], 3,
                             torch.device(device))
     assert len(before) == 1 and not after
-    assert before[0].eos_token_id.device.type == device
-    assert before[0].eos_token_id.shape == (2,)
+    assert before[0].ends.device.type == device
+    assert before[0].ends.shape == (2,)
 
 
 @pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 30, 1.0), (0.9, 30, 0.9), (0.7, 5, 0.5),
@@ -264,3 +264,19 @@ def test_requests_chosen_together_get_what_each_gets_alone(loaded):
     for mine, theirs in zip(together[:3], alone[:3]):
         assert torch.equal(mine[0], theirs) and mine[1] is True
     assert isinstance(together[3], RuntimeError) and isinstance(alone[3], RuntimeError)
+
+
+def test_min_new_tokens_blocks_the_ends_as_transformers_does():
+    from transformers.generation.logits_process import MinNewTokensLengthLogitsProcessor
+
+    from textgen.decoding import MinNewTokens
+
+    torch.manual_seed(0)
+    ours = MinNewTokens(prompt_len=4, least=3, end_ids=[2, 7])
+    theirs = MinNewTokensLengthLogitsProcessor(4, 3, [2, 7])
+    for length in range(4, 10):  # before, at and past the minimum
+        ids, scores = torch.randint(0, 20, (3, length)), torch.randn(3, 20)
+        expected = theirs(ids, scores.clone())
+        got = ours(ids, scores)
+        assert torch.equal(got, expected), length
+        assert torch.isinf(got[:, [2, 7]]).all() == (length - 4 < 3)

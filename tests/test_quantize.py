@@ -1,5 +1,6 @@
-"""int8 weights on the lean CPU decode path: close to the fp32 forward, chosen and refused as
-documented, and the Generator's guarantees unchanged on top of them."""
+"""int8 weights on PyTorch's lean CPU decode path (runtime "torch"; ONNX Runtime's int8 graph
+is tests/test_onnx_step.py): close to the fp32 forward, chosen and refused as documented, and
+the Generator's guarantees unchanged on top of them."""
 import pytest
 import torch
 
@@ -68,15 +69,15 @@ def test_small_matrices_stay_fp32(bpe_model_dir, monkeypatch):
     only_head = quantize.Int8GPT2.from_model(model, min_weights=head)
     assert only_head.matrices == 1 and only_head.lm_head is not None
     monkeypatch.setattr(quantize, "INT8_MIN_WEIGHTS", 10**12)
-    assert load(bpe_model_dir).quantize == "none"  # nothing would gain: the model stays as it was
+    assert load(bpe_model_dir, runtime="torch").quantize == "none"  # nothing would gain: the model stays as it was
 
 
 def test_quantize_choices_and_refusals(bpe_model_dir):
     from textgen import Generator
     from textgen.loading import load
 
-    assert load(bpe_model_dir).quantize == "int8"  # the default on this CPU: the lean path applies
-    plain = load(bpe_model_dir, quantize="none")
+    assert load(bpe_model_dir, runtime="torch").quantize == "int8"  # the default on this CPU: the lean path applies
+    plain = load(bpe_model_dir, quantize="none", runtime="torch")
     assert plain.quantize == "none" and plain.int8 is None
     with pytest.raises(ValueError, match=r"quantize: must be one of auto, none, int8, got 'int4'"):
         load(bpe_model_dir, quantize="int4")
@@ -89,9 +90,9 @@ def test_int8_is_refused_where_no_int8_kernel_runs(bpe_model_dir, monkeypatch):
     from textgen.loading import load
 
     monkeypatch.setattr(quantize, "int8_available", lambda: False)  # as on ARM, or a later PyTorch
-    assert load(bpe_model_dir).quantize == "none"  # auto falls back quietly
+    assert load(bpe_model_dir, runtime="torch").quantize == "none"  # auto falls back quietly
     with pytest.raises(ValueError, match="int8 is not available here .this PyTorch build has no fbgemm"):
-        load(bpe_model_dir, quantize="int8")
+        load(bpe_model_dir, quantize="int8", runtime="torch")
 
 
 def test_int8_needs_the_lean_path(bpe_model_dir):
@@ -106,7 +107,7 @@ def test_int8_needs_the_lean_path(bpe_model_dir):
 def test_generation_with_int8_streams_what_it_returns_and_keeps_the_keywords(bpe_model_dir, mode):
     from textgen import Generator
 
-    gen = Generator.from_pretrained(str(bpe_model_dir), quantize="int8")
+    gen = Generator.from_pretrained(str(bpe_model_dir), quantize="int8", runtime="torch")
     assert gen.backend_for("Storm", ["sea"]).quantize == "int8"
     kwargs = dict(n=3, seed=4, max_new_tokens=24, keyword_mode=mode)
     results = gen.generate("Storm", ["sea", "night"], **kwargs)

@@ -33,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quantize", default="auto", choices=["auto", "none", "int8"],
                         help="weights of the CPU decode path; auto = int8 for GPT-2 models on x86 CPUs "
                              "(within 0.2%% of fp32's perplexity, benchmarks/quantize.py), none = as loaded")
+    parser.add_argument("--runtime", default="auto", choices=["auto", "onnx", "torch"],
+                        help="what runs the int8 decode steps; auto = ONNX Runtime where installed "
+                             "(one C++ graph a step: several times faster on small models), torch = "
+                             "PyTorch's own kernels")
     parser.add_argument("--input", type=Path, help="batch mode: JSONL file of {\"title\", \"keywords\"} objects")
     parser.add_argument("--output", type=Path, help="batch mode: JSONL file to write results to")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -119,7 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .loading import ModelLoadError
 
     try:
-        gen = Generator.from_pretrained(args.model, device=args.device, dtype=args.dtype, quantize=args.quantize)
+        gen = Generator.from_pretrained(args.model, device=args.device, dtype=args.dtype, quantize=args.quantize,
+                                      runtime=args.runtime)
         return _batch(gen, args, params) if args.input else _single(gen, args, params)
     except (ValueError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)

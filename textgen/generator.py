@@ -58,28 +58,32 @@ class Generator:
     model for each prompt's language when loaded as "auto"."""
 
     def __init__(self, loaded: LoadedModel | None = None, *, device: str | None = None,
-                 dtype: str | None = None, quantize: str | None = None, batch_rows: int = 0) -> None:
+                 dtype: str | None = None, quantize: str | None = None, runtime: str | None = None,
+                 batch_rows: int = 0) -> None:
         """batch_rows > 0: requests from several threads run in one shared decode loop of that
         many rows (`textgen.batching`), where the model allows (GPT-2 on the CPU)."""
+        from .onnx_step import check_runtime
         from .quantize import resolve_quantize
 
         resolve_quantize(quantize, lean=True)  # a misspelt choice is refused now, not at first use
+        check_runtime(runtime)
         self._batch_rows = batch_rows
         self._fixed = self._wrap(loaded) if loaded is not None else None
-        self._device, self._dtype, self._quantize = device, dtype, quantize
+        self._device, self._dtype, self._quantize, self._runtime = device, dtype, quantize, runtime
         self._by_language: dict[str, Backend] = {}
         self._load_lock = threading.Lock()
 
     @classmethod
     def from_pretrained(cls, source: str | Path = "auto", *, device: str | None = None,
                         dtype: str | None = None, revision: str | None = None,
-                        quantize: str | None = None, batch_rows: int = 0) -> "Generator":
+                        quantize: str | None = None, runtime: str | None = None,
+                        batch_rows: int = 0) -> "Generator":
         """Load "auto" (built-in model per prompt language), a built-in name, a local folder
         or a hub id. Device and dtype are chosen now ("auto": CUDA, else bf16 on capable CPUs)."""
         if source == "auto":
-            return cls(device=device, dtype=dtype, quantize=quantize, batch_rows=batch_rows)
-        return cls(load(source, device=device, dtype=dtype, revision=revision, quantize=quantize),
-                   batch_rows=batch_rows)
+            return cls(device=device, dtype=dtype, quantize=quantize, runtime=runtime, batch_rows=batch_rows)
+        return cls(load(source, device=device, dtype=dtype, revision=revision, quantize=quantize,
+                        runtime=runtime), batch_rows=batch_rows)
 
     # -- public API -------------------------------------------------------------------------
     @property
@@ -187,7 +191,8 @@ class Generator:
             if language not in self._by_language:
                 folder = builtin_for_language(language)
                 self._by_language[language] = self._wrap(
-                    load(folder, device=self._device, dtype=self._dtype, quantize=self._quantize))
+                    load(folder, device=self._device, dtype=self._dtype, quantize=self._quantize,
+                         runtime=self._runtime))
             return self._by_language[language]
 
     def _prepare(self, title: str, keywords, params: GenerationParams | None,
@@ -281,7 +286,8 @@ class Generator:
     def _wrap(self, loaded: LoadedModel) -> Backend:
         backend = Backend.wrap(loaded)
         if self._batch_rows > 0 and GPT2Stepper.supports(loaded.model):
-            backend.loop = DecodeLoop(loaded.model, loaded.int8, rows=self._batch_rows, context=backend.context)
+            backend.loop = DecodeLoop(loaded.model, loaded.int8, fast=loaded.fast, rows=self._batch_rows,
+                                      context=backend.context)
         return backend
 
     def _run(self, req: _Request, settings: SamplingSettings, processors: list, *, streamer,
@@ -296,7 +302,7 @@ class Generator:
         with torch.inference_mode():
             return sample(loaded.model, req.prompt_ids, settings, end_ids=req.backend.end_ids,
                           processors=processors, on_step=streamer, stop=stop, int8=loaded.int8,
-                          generator=generator)
+                          fast=loaded.fast, generator=generator)
 
     def _decode(self, backend: Backend, ids: Sequence[int]) -> str:
         return decode_text(backend.loaded.tokenizer, ids, end_ids=backend.end_ids,

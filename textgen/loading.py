@@ -34,6 +34,8 @@ class LoadedModel:
     dtype: Any
     quantize: str = "none"  # "int8": `int8` holds the model's int8 matrices for the CPU decode path
     int8: Any = None
+    runtime: str = "torch"  # "onnx": `fast` runs the int8 decode steps in ONNX Runtime
+    fast: Any = None
 
 
 def builtin_models() -> dict[str, Path]:
@@ -129,13 +131,15 @@ def _fix_bert_vocab_ids(model, tokenizer) -> None:
 
 
 def load(source: str | Path, *, device: str | None = None, dtype: str | None = None,
-         revision: str | None = None, quantize: str | None = None) -> LoadedModel:
-    """Load model and tokenizer safely; resolve device, dtype and quantization now."""
-    import torch
-
+         revision: str | None = None, quantize: str | None = None,
+         runtime: str | None = None) -> LoadedModel:
+    """Load model and tokenizer safely; resolve device, dtype, quantization and the runtime of
+    the decode steps now."""
     from .device import resolve_device, resolve_dtype
+    from .onnx_step import check_runtime
     from .quantize import resolve_quantize
 
+    check_runtime(runtime)  # a misspelt choice is refused before the download
     where, local = resolve_source(source)
     if local:
         check_local_folder(Path(where))
@@ -160,9 +164,36 @@ def load(source: str | Path, *, device: str | None = None, dtype: str | None = N
         add_special_tokens(tokenizer, fmt)  # only sets pad = eos for plain models
     model.to(dev).eval()
     name = Path(where).name if local else where
+    quant, int8, run, fast, dt = _decode_path(model, dt, quantize, runtime, dtype)
+    return LoadedModel(model=model, tokenizer=tokenizer, fmt=fmt, name=name, device=dev, dtype=dt,
+                       quantize=quant, int8=int8, runtime=run, fast=fast)
+
+
+def _decode_path(model, dt, quantize: str | None, runtime: str | None, dtype_asked: str | None):
+    """What runs the decode steps, with which weights: (quantize, int8, runtime, fast, dtype).
+
+    ONNX Runtime's graph (`textgen.onnx_step`) is traced in fp32 and takes int8 weights on
+    every matrix unless told "none"; PyTorch's lean path takes fbgemm's int8 only where a
+    matrix is big enough to gain. A dtype asked for explicitly with quantize "none" keeps
+    PyTorch, which runs that dtype."""
+    import torch
+
+    from .onnx_step import resolve_runtime
+    from .quantize import resolve_quantize
     from .steppers import GPT2Stepper
 
-    quant = resolve_quantize(quantize, lean=GPT2Stepper.supports(model))
+    lean = GPT2Stepper.supports(model)
+    keeps_dtype = quantize == "none" and dtype_asked not in (None, "auto", "float32")
+    run = resolve_runtime(runtime, lean=lean and not keeps_dtype)
+    if run == "onnx":
+        from .onnx_step import OnnxGPT2Step
+
+        quant = "none" if quantize == "none" else "int8"
+        if dt != torch.float32:
+            model.float()
+            dt = torch.float32
+        return quant, None, run, OnnxGPT2Step(model, int8=quant == "int8"), dt
+    quant = resolve_quantize(quantize, lean=lean)
     int8 = None
     if quant == "int8":
         from .quantize import Int8GPT2
@@ -173,8 +204,7 @@ def load(source: str | Path, *, device: str | None = None, dtype: str | None = N
         elif dt != torch.float32:  # the int8 kernels read and return fp32; the small matrices stay fp32
             model.float()
             dt = torch.float32
-    return LoadedModel(model=model, tokenizer=tokenizer, fmt=fmt, name=name, device=dev, dtype=dt,
-                       quantize=quant, int8=int8)
+    return quant, int8, run, None, dt
 
 
 def _hub_format(repo: str, revision: str | None) -> PromptFormat | None:

@@ -62,11 +62,15 @@ class HFStepper:
 class GPT2Stepper:
     """Decode steps of a GPT2LMHeadModel in eval mode on the CPU (see the module docstring)."""
 
-    def __init__(self, model, n: int, max_len: int, int8=None) -> None:
-        """int8: the model's `textgen.quantize.Int8GPT2`, to multiply by int8 weights."""
+    def __init__(self, model, n: int, max_len: int, int8=None, fast=None) -> None:
+        """int8: the model's `textgen.quantize.Int8GPT2`, to multiply by int8 weights.
+        fast: the model's `textgen.onnx_step.OnnxGPT2Step`, to run the decode steps (the
+        prompt still runs here)."""
         config = model.config
         t = model.transformer
         self.n, self.max_len = n, max_len
+        # the graph was traced in fp32: a model cast since (to float64, say) runs its own way
+        self.fast = fast if t.wte.weight.dtype == torch.float32 else None
         self.heads, self.width = config.n_head, config.n_embd
         self.head_dim = self.width // self.heads
         self.eps = config.layer_norm_epsilon
@@ -89,8 +93,11 @@ class GPT2Stepper:
             self.blocks.append((block.ln_1.weight, block.ln_1.bias, *matmuls, block.ln_2.weight, block.ln_2.bias,
                                 scale))
         shape = (len(self.blocks), n, self.heads, max_len, self.head_dim)  # (L, n, H, T_max, D)
-        self.keys = torch.empty(shape, dtype=self.wte.dtype)
-        self.values = torch.empty(shape, dtype=self.wte.dtype)
+        # the ONNX step reads the whole cache, masked: a NaN past a row's length times weight 0
+        # would still be NaN, so it gets zeros
+        make = torch.zeros if self.fast is not None else torch.empty
+        self.keys = make(shape, dtype=self.wte.dtype)
+        self.values = make(shape, dtype=self.wte.dtype)
         self.length = 0
 
     @staticmethod
@@ -110,6 +117,13 @@ class GPT2Stepper:
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (n,) → next-token logits (n, V) in float32."""
+        if self.fast is not None:
+            if self.length + 1 > self.max_len:
+                raise ValueError(f"sequence of {self.length + 1} tokens exceeds the cache of {self.max_len}")
+            positions = torch.full((tokens.shape[0],), self.length, dtype=torch.long)
+            logits = self.fast.step(tokens, positions, self.keys, self.values)
+            self.length += 1
+            return logits
         return self._forward(tokens[:, None])
 
     def _forward(self, ids: torch.Tensor) -> torch.Tensor:
@@ -146,9 +160,9 @@ def _dense(weight: torch.Tensor, bias: torch.Tensor):
     return lambda x: torch.addmm(bias, x, weight)
 
 
-def stepper_for(model, n: int, max_len: int, int8=None) -> HFStepper | GPT2Stepper:
-    """The fast GPT-2 path where it applies (with int8 weights when given), else the model's own
-    forward."""
+def stepper_for(model, n: int, max_len: int, int8=None, fast=None) -> HFStepper | GPT2Stepper:
+    """The fast GPT-2 path where it applies (with int8 weights, or ONNX Runtime's decode steps,
+    when given), else the model's own forward."""
     if GPT2Stepper.supports(model):
-        return GPT2Stepper(model, n, max_len, int8)
+        return GPT2Stepper(model, n, max_len, int8, fast)
     return HFStepper(model, n)

@@ -1,0 +1,195 @@
+"""The decode step in ONNX Runtime (textgen.onnx_step): its graph computes the fp32 forward,
+its int8 weights stay close to it, rows at different positions stay apart, and the Generator
+keeps its guarantees on top of it."""
+import pytest
+import torch
+
+from textgen.onnx_step import onnx_available
+
+pytestmark = pytest.mark.skipif(not onnx_available(), reason="onnxruntime is not installed")
+
+PROMPT = torch.tensor([[5, 17, 9, 33, 2, 41]])
+TOKENS = [torch.tensor([7, 8, 9]), torch.tensor([1, 1, 50]), torch.tensor([3, 60, 2]), torch.tensor([4, 4, 4])]
+
+
+@pytest.fixture(scope="module")
+def model(bpe_model_dir):
+    """The tiny test model with weights scaled up, so that its logits are far from uniform and
+    an int8 error would show in the ranking."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(bpe_model_dir, dtype=torch.float32, use_safetensors=True).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.mul_(8.0)
+    return model
+
+
+def _steps(model, fast, n=3):
+    from textgen.steppers import GPT2Stepper
+
+    stepper = GPT2Stepper(model, n, PROMPT.shape[1] + len(TOKENS) + 3, fast=fast)
+    with torch.inference_mode():
+        out = [stepper.prefill(PROMPT)]
+        out += [stepper.step(t[:n]) for t in TOKENS]
+    return torch.stack(out)  # (steps, n, V)
+
+
+def _reference(model, n=3):
+    """The model's own forward over each row's whole sequence, no cache."""
+    rows = []
+    for r in range(n):
+        seq = torch.cat([PROMPT[0], torch.stack([t[r] for t in TOKENS])])
+        with torch.inference_mode():
+            logits = model(seq[None]).logits[0, PROMPT.shape[1] - 1:]
+        rows.append(logits)
+    return torch.stack(rows, 1)  # (steps, n, V)
+
+
+def test_the_fp32_graph_computes_the_model_forward(model):
+    from textgen.onnx_step import OnnxGPT2Step
+
+    fast = OnnxGPT2Step(model, int8=False)
+    got, ref = _steps(model, fast), _reference(model)
+    assert got.shape == ref.shape and got.dtype == torch.float32
+    assert torch.allclose(got, ref, atol=1e-4, rtol=1e-4), float((got - ref).abs().max())
+
+
+def test_int8_steps_follow_the_fp32_steps(model):
+    from textgen.onnx_step import OnnxGPT2Step
+
+    ref, quant = _reference(model), _steps(model, OnnxGPT2Step(model))
+    p, q = torch.log_softmax(ref, -1), torch.log_softmax(quant, -1)
+    kl = (p.exp() * (p - q)).sum(-1)  # per step and row
+    assert float(kl.max()) < 0.02, kl
+    assert float((ref.argmax(-1) == quant.argmax(-1)).float().mean()) >= 0.9
+    assert not torch.allclose(ref, quant, atol=1e-5)  # int8 really ran
+
+
+def test_rows_at_different_positions_get_their_own_logits(model):
+    """Two requests in one slot cache (continuous batching), each at its own position, get what
+    the fp32 graph gives each alone, and what PyTorch's slot steps give."""
+    from textgen.batching import SlotStepper
+    from textgen.onnx_step import OnnxGPT2Step
+    from textgen.steppers import GPT2Stepper
+
+    fast = OnnxGPT2Step(model, int8=False)
+    a_prompt, b_prompt = torch.tensor([[5, 17, 9, 33, 2, 41]]), torch.tensor([[8, 3]])
+    a_tokens, b_tokens = [7, 60, 2, 9], [1, 50, 4, 4]
+    expected = {}
+    for name, prompt, tokens in (("a", a_prompt, a_tokens), ("b", b_prompt, b_tokens)):
+        plain = GPT2Stepper(model, 2, 16)
+        with torch.inference_mode():
+            out = [plain.prefill(prompt)] + [plain.step(torch.tensor([t, t])) for t in tokens[:-1]]
+        expected[name] = torch.stack(out)
+    slots = SlotStepper(model, 5, 16, fast=fast)
+    slots.reserve(4, 10)
+    with torch.inference_mode():
+        got_a = [slots.prefill_into(0, 2, a_prompt)]
+        slots.reserve(5, 16)  # grown with a request inside: the graph is bound to the new cache
+        got_b = [slots.prefill_into(2, 2, b_prompt)]
+        for ta, tb in zip(a_tokens[:-1], b_tokens[:-1]):
+            logits = slots.step_rows(torch.tensor([ta, ta, tb, tb]))
+            got_a.append(logits[:2])
+            got_b.append(logits[2:])
+        slots.move(2, 0, 2)  # a leaves: b moves to the front and goes on where it was
+        after = slots.step_rows(torch.tensor([b_tokens[-1]] * 2))
+    assert torch.allclose(torch.stack(got_a), expected["a"], atol=1e-4)
+    assert torch.allclose(torch.stack(got_b), expected["b"], atol=1e-4)
+    plain = GPT2Stepper(model, 2, 16)
+    with torch.inference_mode():
+        plain.prefill(b_prompt)
+        for t in b_tokens:
+            last = plain.step(torch.tensor([t, t]))
+    assert torch.allclose(after, last, atol=1e-4)
+
+
+def test_the_session_follows_torchs_thread_count(model):
+    from textgen.onnx_step import OnnxGPT2Step
+
+    fast = OnnxGPT2Step(model)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = fast.session()
+        torch.set_num_threads(2)
+        two = fast.session()
+        assert one is not two and fast.session() is two
+        assert two.get_session_options().intra_op_num_threads == 2
+        assert one.get_session_options().intra_op_num_threads == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_runtime_choices_and_refusals(bpe_model_dir, monkeypatch):
+    from textgen import Generator, onnx_step
+    from textgen.loading import load
+
+    auto = load(bpe_model_dir)
+    assert auto.quantize == "int8" and auto.runtime == "onnx" and auto.fast is not None
+    torch_run = load(bpe_model_dir, runtime="torch")
+    assert torch_run.runtime == "torch" and torch_run.fast is None
+    plain = load(bpe_model_dir, quantize="none")  # the graph in fp32
+    assert plain.runtime == "onnx" and plain.quantize == "none" and plain.dtype == torch.float32
+    kept = load(bpe_model_dir, quantize="none", dtype="bfloat16")  # a dtype asked for stays PyTorch's
+    assert kept.runtime == "torch" and kept.dtype == torch.bfloat16
+    with pytest.raises(ValueError, match=r"runtime: must be one of auto, onnx, torch, got 'tvm'"):
+        load(bpe_model_dir, runtime="tvm")
+    with pytest.raises(ValueError, match=r"runtime: must be one of auto, onnx, torch, got 'fast'"):
+        Generator.from_pretrained("auto", runtime="fast")
+    with pytest.raises(ValueError, match=r"runtime: onnx is not available here .it runs GPT-2 models on the CPU"):
+        load(bpe_model_dir, quantize="none", dtype="bfloat16", runtime="onnx")
+    monkeypatch.setattr(onnx_step, "onnx_available", lambda: False)  # a platform without its wheels
+    assert load(bpe_model_dir).runtime == "torch"  # auto falls back quietly
+    with pytest.raises(ValueError, match=r"runtime: onnx is not available here .onnxruntime is not installed"):
+        load(bpe_model_dir, runtime="onnx")
+
+
+def test_the_graph_is_traced_from_fp32(model):
+    from textgen.onnx_step import OnnxGPT2Step
+
+    with pytest.raises(ValueError, match="traced from an fp32 model"):
+        OnnxGPT2Step(model.to(torch.bfloat16))
+    model.float()
+
+
+@pytest.mark.parametrize("mode", ["off", "guaranteed"])
+def test_generation_on_onnx_streams_what_it_returns_and_keeps_the_keywords(any_model_dir, mode):
+    from textgen import Generator
+
+    gen = Generator.from_pretrained(str(any_model_dir), runtime="onnx")
+    assert gen.backend_for("Storm", ["sea"]).runtime == "onnx"
+    kwargs = dict(n=3, seed=4, max_new_tokens=24, keyword_mode=mode)
+    results = gen.generate("Storm", ["sea", "night"], **kwargs)
+    again = gen.generate("Storm", ["sea", "night"], **kwargs)
+    streamed = list(gen.stream("Storm", ["sea", "night"], **kwargs))[-1].result
+    assert [c.text for c in results] == [c.text for c in streamed] == [c.text for c in again]
+    assert len(results) == 3 and all(c.text for c in results)
+    if mode == "guaranteed":
+        assert all(not c.missing for c in results)
+
+
+def test_batched_requests_on_onnx_keep_their_keywords(bpe_model_dir):
+    """Eight requests at once through the shared decode loop on the ONNX step."""
+    import threading
+
+    from textgen import Generator
+
+    shared = Generator.from_pretrained(str(bpe_model_dir), runtime="onnx", batch_rows=16)
+    requests = [("Storm", ["sea", "night"], 2, 24), ("Tea", ["China"], 1, 9), ("Rain", ["umbrella", "cold"], 1, 28),
+                ("Trains", ["station"], 1, 33)] * 2
+    out = [None] * len(requests)
+
+    def run(i):
+        title, keywords, n, tokens = requests[i]
+        out[i] = shared.generate(title, keywords, n=n, seed=i, max_new_tokens=tokens, keyword_mode="guaranteed")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(r is not None for r in out)
+    for (title, keywords, n, _), result in zip(requests, out):
+        assert len(result) == n and all(not c.missing for c in result), (title, [c.text for c in result])
