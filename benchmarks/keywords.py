@@ -164,13 +164,13 @@ LETTER = r"[^\W_\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]"
 
 def as_word(text: str, keyword: str) -> bool:
     """Whether `text` has `keyword` as a word: Chinese as a substring; otherwise no letter or
-    digit right before it, and after its last word nothing but an -s, -es, -ed, -d, -ing,
-    -er or -ers ending (with the last letter doubled, or a final e or y dropped); the
-    words of a phrase apart by any whitespace. Case is ignored."""
+    digit right before it, and after its last word nothing but an -s, -es, -ed, -ing, -er
+    or -ers ending (-d, -r, -rs after a final e; with the last letter doubled, or a final e
+    or y dropped); the words of a phrase apart by any whitespace. Case is ignored."""
     if re.search(r"[\u3400-\u9fff]", keyword):
         return keyword in text
     *head, last = keyword.lower().split()
-    endings = ("", "s", "es", "ed", "d", "ing", "er", "ers", "r", "rs")
+    endings = ("", "s", "es", "ed", "ing", "er", "ers") + (("d", "r", "rs") if last.endswith("e") else ())
     allowed = ({last + e for e in endings} | {last + last[-1] + e for e in ("ing", "ed", "er", "ers")}
                | {last[:-1] + e for e in ("ing", "ies", "ied", "ier", "iers")})
     lead = "".join(re.escape(w) + r"\s+" for w in head)

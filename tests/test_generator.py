@@ -37,8 +37,8 @@ def test_n_candidates_sampled_in_one_batched_call(bpe_gen, monkeypatch):
     made, steps = [], []
     real = decoding.stepper_for
 
-    def spy(model, n, max_len, int8=None):
-        stepper = real(model, n, max_len, int8)
+    def spy(model, n, max_len, int8=None, fast=None):
+        stepper = real(model, n, max_len, int8, fast)
         made.append(n)
         step = stepper.step
         stepper.step = lambda tokens: (steps.append(tuple(tokens.shape)), step(tokens))[1]
@@ -203,7 +203,8 @@ def test_scores_are_the_models_mean_log_probability(bpe_gen):
     for row in range(3):
         ids = sequences[row, len(prompt):].tolist()
         n = next((i + 1 for i, t in enumerate(ids) if t in ends), len(ids))
-        assert by_index[row] == pytest.approx(logp[row, :n].mean().item(), abs=1e-3)
+        # the decode path runs int8 weights (ONNX Runtime), this reference the fp32 model
+        assert by_index[row] == pytest.approx(logp[row, :n].mean().item(), abs=1e-2)
 
 
 def test_a_paced_stream_wakes_its_reader_less_and_ends_the_same(bpe_gen):

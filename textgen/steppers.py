@@ -15,7 +15,9 @@ Two implementations with one interface (`prefill`, `step`):
   and tests/test_decoding.py checks it against the transformers forward.
 
 With int8 weights (`textgen.quantize`) the lean path multiplies by fbgemm's int8 kernels
-instead and runs in fp32 around them.
+instead and runs in fp32 around them. With `fast` (`textgen.onnx_step`, the default where
+onnxruntime is installed) the decode steps run as one ONNX Runtime graph on this stepper's
+cache, and only the prompt runs here.
 
 Both take the prompt at batch size 1 and repeat its cache for the n rows: every row starts
 from the same prompt, so there is no padding and no attention mask.
