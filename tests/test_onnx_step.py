@@ -1,6 +1,6 @@
 """The decode step in ONNX Runtime (textgen.onnx_step): its graph computes the fp32 forward,
-its int8 weights stay close to it, rows at different positions stay apart, and the Generator
-keeps its guarantees on top of it."""
+its int8 weights stay close to it, and the Generator keeps its guarantees on top of it (rows
+at different positions of the shared decode loop: tests/test_batching.py)."""
 import pytest
 import torch
 
@@ -65,44 +65,6 @@ def test_int8_steps_follow_the_fp32_steps(model):
     assert float(kl.max()) < 0.02, kl
     assert float((ref.argmax(-1) == quant.argmax(-1)).float().mean()) >= 0.9
     assert not torch.allclose(ref, quant, atol=1e-5)  # int8 really ran
-
-
-def test_rows_at_different_positions_get_their_own_logits(model):
-    """Two requests in one slot cache (continuous batching), each at its own position, get what
-    the fp32 graph gives each alone, and what PyTorch's slot steps give."""
-    from textgen.batching import SlotStepper
-    from textgen.onnx_step import OnnxGPT2Step
-    from textgen.steppers import GPT2Stepper
-
-    fast = OnnxGPT2Step(model, int8=False)
-    a_prompt, b_prompt = torch.tensor([[5, 17, 9, 33, 2, 41]]), torch.tensor([[8, 3]])
-    a_tokens, b_tokens = [7, 60, 2, 9], [1, 50, 4, 4]
-    expected = {}
-    for name, prompt, tokens in (("a", a_prompt, a_tokens), ("b", b_prompt, b_tokens)):
-        plain = GPT2Stepper(model, 2, 16)
-        with torch.inference_mode():
-            out = [plain.prefill(prompt)] + [plain.step(torch.tensor([t, t])) for t in tokens[:-1]]
-        expected[name] = torch.stack(out)
-    slots = SlotStepper(model, 5, 16, fast=fast)
-    slots.reserve(4, 10)
-    with torch.inference_mode():
-        got_a = [slots.prefill_into(0, 2, a_prompt)]
-        slots.reserve(5, 16)  # grown with a request inside: the graph is bound to the new cache
-        got_b = [slots.prefill_into(2, 2, b_prompt)]
-        for ta, tb in zip(a_tokens[:-1], b_tokens[:-1]):
-            logits = slots.step_rows(torch.tensor([ta, ta, tb, tb]))
-            got_a.append(logits[:2])
-            got_b.append(logits[2:])
-        slots.move(2, 0, 2)  # a leaves: b moves to the front and goes on where it was
-        after = slots.step_rows(torch.tensor([b_tokens[-1]] * 2))
-    assert torch.allclose(torch.stack(got_a), expected["a"], atol=1e-4)
-    assert torch.allclose(torch.stack(got_b), expected["b"], atol=1e-4)
-    plain = GPT2Stepper(model, 2, 16)
-    with torch.inference_mode():
-        plain.prefill(b_prompt)
-        for t in b_tokens:
-            last = plain.step(torch.tensor([t, t]))
-    assert torch.allclose(after, last, atol=1e-4)
 
 
 def test_the_session_follows_torchs_thread_count(model):
