@@ -1,5 +1,5 @@
 """What several test files share: a small story corpus, job settings and waiting, serving a
-built app on a free local port."""
+built app on a free local port, a tiny model with confident logits."""
 from __future__ import annotations
 
 import csv
@@ -60,3 +60,17 @@ def launch_app(demo, registry, *, port: int | None = None, **options) -> str:
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=port or free_port(), prevent_thread_lock=True,
                             quiet=True, **app.launch_kwargs(registry, **options))
     return url
+
+
+def trained_like(folder):
+    """The tiny test model with weights scaled up, so that its logits are far from uniform and
+    an int8 error would show in the ranking (random small weights rank almost anything first)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, use_safetensors=True).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.mul_(8.0)
+    return model

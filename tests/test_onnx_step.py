@@ -6,6 +6,8 @@ import torch
 
 from textgen.onnx_step import onnx_available
 
+from helpers import trained_like
+
 pytestmark = pytest.mark.skipif(not onnx_available(), reason="onnxruntime is not installed")
 
 PROMPT = torch.tensor([[5, 17, 9, 33, 2, 41]])
@@ -14,16 +16,7 @@ TOKENS = [torch.tensor([7, 8, 9]), torch.tensor([1, 1, 50]), torch.tensor([3, 60
 
 @pytest.fixture(scope="module")
 def model(bpe_model_dir):
-    """The tiny test model with weights scaled up, so that its logits are far from uniform and
-    an int8 error would show in the ranking."""
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(bpe_model_dir, dtype=torch.float32, use_safetensors=True).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.mul_(8.0)
-    return model
+    return trained_like(bpe_model_dir)
 
 
 def _steps(model, fast, n=3):
@@ -155,3 +148,15 @@ def test_batched_requests_on_onnx_keep_their_keywords(bpe_model_dir):
     assert all(r is not None for r in out)
     for (title, keywords, n, _), result in zip(requests, out):
         assert len(result) == n and all(not c.missing for c in result), (title, [c.text for c in result])
+
+
+def test_a_step_past_the_cache_is_refused(model):
+    from textgen.onnx_step import OnnxGPT2Step
+    from textgen.steppers import GPT2Stepper
+
+    stepper = GPT2Stepper(model, 1, 3, fast=OnnxGPT2Step(model, int8=False))
+    with torch.inference_mode():
+        stepper.prefill(torch.tensor([[5, 17]]))
+        stepper.step(torch.tensor([7]))  # the third token: the cache is full
+        with pytest.raises(ValueError, match="sequence of 4 tokens exceeds the cache of 3"):
+            stepper.step(torch.tensor([8]))

@@ -6,6 +6,8 @@ import torch
 
 from textgen.quantize import int8_available
 
+from helpers import trained_like
+
 pytestmark = pytest.mark.skipif(not int8_available(), reason="this PyTorch build has no fbgemm kernels")
 
 
@@ -15,19 +17,6 @@ def every_matrix_int8(monkeypatch):
     from textgen import quantize
 
     monkeypatch.setattr(quantize, "INT8_MIN_WEIGHTS", 0)
-
-
-def _trained_like(folder, tmp_path):
-    """The tiny test model with weights scaled up, so that its logits are far from uniform and
-    an int8 error would show in the ranking (random small weights rank almost anything first)."""
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, use_safetensors=True).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.mul_(8.0)
-    return model
 
 
 def _steps(model, int8, prompt, tokens, n):
@@ -40,10 +29,10 @@ def _steps(model, int8, prompt, tokens, n):
     return torch.stack(out)  # (steps, n, V)
 
 
-def test_int8_steps_follow_the_fp32_steps(bpe_model_dir, tmp_path):
+def test_int8_steps_follow_the_fp32_steps(bpe_model_dir):
     from textgen.quantize import Int8GPT2
 
-    model = _trained_like(bpe_model_dir, tmp_path)
+    model = trained_like(bpe_model_dir)
     int8 = Int8GPT2.from_model(model)
     prompt = torch.tensor([[5, 17, 9, 33, 2, 41]])
     tokens = [torch.tensor([7, 8, 9]), torch.tensor([1, 1, 50]), torch.tensor([3, 60, 2]), torch.tensor([4, 4, 4])]
@@ -118,11 +107,11 @@ def test_generation_with_int8_streams_what_it_returns_and_keeps_the_keywords(bpe
         assert all(not c.missing for c in results)
 
 
-def test_int8_weights_need_an_fp32_model(bpe_model_dir, tmp_path):
+def test_int8_weights_need_an_fp32_model(bpe_model_dir):
     from textgen.quantize import Int8GPT2
     from textgen.steppers import GPT2Stepper
 
-    model = _trained_like(bpe_model_dir, tmp_path)
+    model = trained_like(bpe_model_dir)
     int8 = Int8GPT2.from_model(model)
     with pytest.raises(ValueError, match="int8 weights go with an fp32 model"):
         GPT2Stepper(model.to(torch.bfloat16), 1, 8, int8)

@@ -20,7 +20,6 @@ import hashlib
 import importlib
 import io
 import logging
-import math
 import tempfile
 import threading
 import warnings
@@ -82,22 +81,18 @@ class _Step(torch.nn.Module):
         config, t = model.config, model.transformer
         self.heads, self.width, self.eps = config.n_head, config.n_embd, config.layer_norm_epsilon
         self.head_dim = self.width // self.heads
-        from .steppers import _ACTIVATIONS
+        from .steppers import _ACTIVATIONS, attention_scale
 
         self.act = _ACTIVATIONS[config.activation_function]
         self.t, self.head = t, model.lm_head.weight
-        self.qkv = []
         for i, block in enumerate(t.h):
-            scale = 1.0 / math.sqrt(self.head_dim) if config.scale_attn_weights else 1.0
-            if config.scale_attn_by_inverse_layer_idx:
-                scale /= float(i + 1)
+            scale = attention_scale(config, i)
             w, b = block.attn.c_attn.weight.detach().clone(), block.attn.c_attn.bias.detach().clone()
             w[:, :self.width] *= scale  # Conv1D's (in, out) layout: the first E outputs are the query
             b[:self.width] *= scale
             # buffers, so the export makes them initializers, which the quantizer takes
             self.register_buffer(f"qkv_w{i}", w)
             self.register_buffer(f"qkv_b{i}", b)
-            self.qkv.append((w, b))
 
     def forward(self, tokens, positions, *past):
         t, E, H, D = self.t, self.width, self.heads, self.head_dim
@@ -110,7 +105,8 @@ class _Step(torch.nn.Module):
         for i, block in enumerate(t.h):
             a, m = block.attn, block.mlp
             h = F.layer_norm(x, (E,), block.ln_1.weight, block.ln_1.bias, self.eps)
-            q, k, v = torch.addmm(self.qkv[i][1], h, self.qkv[i][0]).split(E, dim=1)  # (R, E) each
+            qkv = torch.addmm(getattr(self, f"qkv_b{i}"), h, getattr(self, f"qkv_w{i}"))
+            q, k, v = qkv.split(E, dim=1)  # (R, E) each
             q, k, v = q.view(rows, H, 1, D), k.view(rows, H, 1, D), v.view(rows, H, 1, D)
             keys, values = past[2 * i], past[2 * i + 1]  # (R, H, T, D)
             old = torch.matmul(q, keys.transpose(2, 3)) + mask  # (R, H, 1, T)
@@ -133,7 +129,7 @@ class _Step(torch.nn.Module):
 # loaded again (a second Generator, the app's model switch) is not traced and quantized again.
 _GRAPHS: dict[tuple, bytes] = {}
 _GRAPHS_KEPT = 4
-_GRAPH_KEPT_BYTES = 64 << 20  # small models only: a 124M GPT-2's graph is ~300 MB
+_GRAPH_KEPT_WEIGHTS = 16_000_000  # small models only: a 124M GPT-2's graph is ~300 MB
 _GRAPHS_LOCK = threading.Lock()
 
 
@@ -194,12 +190,14 @@ class OnnxGPT2Step:
         self.names = [f"{kind}{i}" for i in range(self.layers) for kind in ("k", "v")]
         if model.transformer.wte.weight.dtype != torch.float32:
             raise ValueError("the ONNX step is traced from an fp32 model")
-        key = (_fingerprint(model), int8)
+        # a big model's graph is not kept, so its weights are not digested either
+        kept = sum(p.numel() for p in model.parameters()) <= _GRAPH_KEPT_WEIGHTS
+        key = (_fingerprint(model), int8) if kept else None
         with _GRAPHS_LOCK:
             graph = _GRAPHS.get(key)
         if graph is None:
             graph = _build(model, self.names, int8)
-            if len(graph) <= _GRAPH_KEPT_BYTES:
+            if kept:
                 with _GRAPHS_LOCK:
                     while len(_GRAPHS) >= _GRAPHS_KEPT:
                         _GRAPHS.pop(next(iter(_GRAPHS)))

@@ -39,6 +39,14 @@ _ACTIVATIONS = {
 }
 
 
+def attention_scale(config, layer: int) -> float:
+    """What GPT-2 scales layer `layer`'s attention scores by, as transformers' GPT2Attention does."""
+    scale = 1.0 / math.sqrt(config.n_embd // config.n_head) if config.scale_attn_weights else 1.0
+    if config.scale_attn_by_inverse_layer_idx:
+        scale /= float(layer + 1)
+    return scale
+
+
 class HFStepper:
     """The model's own forward with transformers' DynamicCache."""
 
@@ -85,9 +93,7 @@ class GPT2Stepper:
         self.lm_head = (int8.lm_head if int8 is not None else None) or (lambda x: F.linear(x, head))
         self.blocks = []
         for i, block in enumerate(t.h):
-            scale = 1.0 / math.sqrt(self.head_dim) if config.scale_attn_weights else 1.0
-            if config.scale_attn_by_inverse_layer_idx:
-                scale /= float(i + 1)
+            scale = attention_scale(config, i)
             a, m = block.attn, block.mlp
             quantized = int8.blocks[i] if int8 is not None else (None,) * 4
             matmuls = tuple(q or _dense(c.weight, c.bias)
