@@ -67,6 +67,12 @@ class SlotStepper(GPT2Stepper):
         P = prompt.shape[1]
         if P > self.max_len:
             raise ValueError(f"sequence of {P} tokens exceeds the cache of {self.max_len}")
+        if self.fast is not None:  # the same graph as the steps, at batch size 1
+            logits = self.fast.prefill(prompt, self.keys[:, first:first + 1], self.values[:, first:first + 1])
+            self.keys[:, first + 1:first + n, :, :P] = self.keys[:, first:first + 1, :, :P]
+            self.values[:, first + 1:first + n, :, :P] = self.values[:, first:first + 1, :, :P]
+            self.lengths[first:first + n] = P
+            return logits.repeat(n, 1)
         H, D, E = self.heads, self.head_dim, self.width
         x = self.wte[prompt] + self.wpe[:P]  # (1, P, E)
         for i, (w1, b1, qkv_proj, out_proj, fc, fc_out, w2, b2, scale) in enumerate(self.blocks):

@@ -69,9 +69,7 @@ class MinNewTokens:
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if input_ids.shape[-1] - self.prompt_len >= self.least:
             return scores
-        scores = scores.clone()
-        scores[:, self.ends] = float("-inf")
-        return scores
+        return scores.index_fill(1, self.ends, float("-inf"))
 
 
 def warpers(settings: SamplingSettings, end_ids: Sequence[int], prompt_len: int,
@@ -197,11 +195,10 @@ def choose_together(requests: Sequence[Rows], logits: Sequence[torch.Tensor]
     for key, members in groups.items():
         for i, token in zip(members, _draw(key, [requests[i] for i in members], [scores[i] for i in members])):
             tokens[i] = token
-    raw = torch.cat([tokens[i] for i in live])
-    unfinished = torch.cat([requests[i].unfinished for i in live])
-    fill = torch.cat([requests[i].fills for i in live])
+    raw, unfinished, fill, x = (_joined([parts[i] for i in live]) for parts in (
+        tokens, [r.unfinished for r in requests], [r.fills for r in requests], logits))
     chosen = torch.where(unfinished, raw, fill)  # a finished row repeats its end token
-    picked = torch.log_softmax(torch.cat([logits[i] for i in live]), dim=-1).gather(1, chosen[:, None]).squeeze(1)
+    picked = torch.log_softmax(x, dim=-1).gather(1, chosen[:, None]).squeeze(1)
     at = 0
     for i in live:
         n = requests[i].settings.n
@@ -214,13 +211,18 @@ def choose_together(requests: Sequence[Rows], logits: Sequence[torch.Tensor]
     return outcomes
 
 
+def _joined(parts: list[torch.Tensor]) -> torch.Tensor:
+    """The parts one after the other (a lone part as it is: most steps have one request)."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
 def _draw(key: tuple | None, requests: list[Rows], scores: list[torch.Tensor]) -> list[torch.Tensor]:
     """Raw tokens (n_i,) of requests that share `key` (their settings)."""
     if key is None:  # the warpers have run: sample over the whole vocabulary, one request at a time
         return [(torch.softmax(s, dim=-1) / rows.noise(s.shape[-1])).argmax(dim=1)
                 for rows, s in zip(requests, scores)]
-    probs, ids = nucleus(torch.cat(scores) if len(scores) > 1 else scores[0], requests[0].settings)
-    noise = torch.cat([rows.noise(ids.shape[1]) for rows in requests])
+    probs, ids = nucleus(_joined(scores), requests[0].settings)
+    noise = _joined([rows.noise(ids.shape[1]) for rows in requests])
     token = ids.gather(1, (probs / noise).argmax(dim=1, keepdim=True)).squeeze(1)
     out, at = [], 0
     for rows in requests:

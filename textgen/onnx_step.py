@@ -4,21 +4,21 @@ Why: on the small GPT-2s this project ships, a step is ~100 small products and r
 PyTorch's eager mode each costs 5-30 µs of dispatch, so a step waits on Python, not on the
 CPU (benchmarks/README.md, "Beside CTranslate2"). ONNX Runtime runs the same step as one graph
 in C++ (about a microsecond a node), with MLAS int8 kernels that use AVX-512 VNNI where the
-CPU has it. The graph is traced from a plain torch function over the model's own weights
-(`torch.onnx.export`), its weight matrices quantized by ONNX Runtime's own dynamic
-quantization (int8 weights with a scale per output channel; activations quantized per call).
-The sampling loop, the keyword rules and the key/value cache stay ours: the graph takes each
-row's token, position and past keys and values and returns the logits and this step's keys
-and values, which the caller writes into its cache (`textgen.steppers`).
+CPU has it. The graph is written node by node over the model's own weights (`_graph`), with
+ONNX Runtime's fused transformer operators, its weight matrices quantized by ONNX Runtime's own
+dynamic quantization (int8 weights with a scale per output channel; activations quantized per
+call). The sampling loop and the keyword rules stay ours, and the key/value cache is the
+caller's (`textgen.steppers`): the graph takes each row's token and position and the cache,
+returns the logits, and writes this step's keys and values into the cache in place.
 
-The prompt is not run here: the steppers run it once through PyTorch.
+The prompt runs through the same graph, once, at batch size 1 (`prefill`); the steppers copy
+its keys and values to the other rows.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
 import importlib
-import io
 import logging
 import tempfile
 import threading
@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 
 @functools.cache
@@ -68,61 +67,107 @@ def resolve_runtime(runtime: str | None, *, lean: bool) -> str:
     return "onnx" if usable else "torch"
 
 
-class _Step(torch.nn.Module):
-    """One token per row: (tokens, positions, past keys/values per layer) → logits, new k, new v.
+# what each GPT-2 activation is among ONNX Runtime's bias-fused activations (com.microsoft)
+_ACTIVATION_OPS = {"gelu_new": "FastGelu", "gelu_pytorch_tanh": "FastGelu", "gelu_fast": "FastGelu",
+                   "gelu": "BiasGelu", "relu": None}
 
-    Attention scores the past (masked past each row's position) and the new token apart, so
-    the cache is read in place and never concatenated. Written for few graph nodes (each
-    costs ONNX Runtime a few microseconds): the attention scale is folded into the query
-    weights, products take their bias (Gemm), and 4-d shapes avoid squeezes."""
 
-    def __init__(self, model) -> None:
-        super().__init__()
-        config, t = model.config, model.transformer
-        self.heads, self.width, self.eps = config.n_head, config.n_embd, config.layer_norm_epsilon
-        self.head_dim = self.width // self.heads
-        from .steppers import _ACTIVATIONS, attention_scale
+def _graph(model) -> bytes:
+    """The fp32 graph of `model`: (tokens (R, S), their positions (R, S), past keys/values per
+    layer) → the logits (R, V) after each row's last token, with the S tokens' keys and values
+    written into the past buffers, which the caller binds as the outputs too (ONNX Runtime's
+    GroupQueryAttention shares them: `_binding`). S is 1 for a decode step, the prompt's
+    length for the prompt (one row, causal within it).
 
-        self.act = _ACTIVATIONS[config.activation_function]
-        self.t, self.head = t, model.lm_head.weight
-        for i, block in enumerate(t.h):
-            scale = attention_scale(config, i)
-            w, b = block.attn.c_attn.weight.detach().clone(), block.attn.c_attn.bias.detach().clone()
-            w[:, :self.width] *= scale  # Conv1D's (in, out) layout: the first E outputs are the query
-            b[:self.width] *= scale
-            # buffers, so the export makes them initializers, which the quantizer takes
-            self.register_buffer(f"qkv_w{i}", w)
-            self.register_buffer(f"qkv_b{i}", b)
+    Why written node by node rather than traced from torch: the traced step was 183 nodes
+    after ONNX Runtime's fusions, each a few microseconds, and returned the new keys and values
+    for the caller to copy in. ONNX Runtime's contrib operators do a block in 8 nodes -
+    GroupQueryAttention (masked by each row's length, the cache written in place),
+    SkipLayerNormalization (the residual sum and the norm), FastGelu (bias and activation) - and
+    the exporter emits none of them: 61 nodes in all, measured in benchmarks/README.md."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
 
-    def forward(self, tokens, positions, *past):
-        t, E, H, D = self.t, self.width, self.heads, self.head_dim
-        rows = tokens.shape[0]
-        x = t.wte.weight[tokens] + t.wpe.weight[positions]  # (R, E)
-        length = past[0].shape[2]
-        hidden = torch.arange(length)[None, :] >= positions[:, None]  # (R, T): not this row's past
-        mask = torch.zeros(hidden.shape).masked_fill(hidden, float("-inf")).view(rows, 1, 1, length)
-        new_k, new_v = [], []
-        for i, block in enumerate(t.h):
-            a, m = block.attn, block.mlp
-            h = F.layer_norm(x, (E,), block.ln_1.weight, block.ln_1.bias, self.eps)
-            qkv = torch.addmm(getattr(self, f"qkv_b{i}"), h, getattr(self, f"qkv_w{i}"))
-            q, k, v = qkv.split(E, dim=1)  # (R, E) each
-            q, k, v = q.view(rows, H, 1, D), k.view(rows, H, 1, D), v.view(rows, H, 1, D)
-            keys, values = past[2 * i], past[2 * i + 1]  # (R, H, T, D)
-            old = torch.matmul(q, keys.transpose(2, 3)) + mask  # (R, H, 1, T)
-            own = (q * k).sum(-1, keepdim=True)  # (R, H, 1, 1)
-            p = torch.softmax(torch.cat([old, own], -1), -1)
-            att = torch.matmul(p[..., :-1], values) + p[..., -1:] * v  # (R, H, 1, D)
-            x = x + torch.addmm(a.c_proj.bias, att.reshape(rows, E), a.c_proj.weight)
-            h = F.layer_norm(x, (E,), block.ln_2.weight, block.ln_2.bias, self.eps)
-            h = self.act(torch.addmm(m.c_fc.bias, h, m.c_fc.weight))
-            x = x + torch.addmm(m.c_proj.bias, h, m.c_proj.weight)
-            new_k.append(k)
-            new_v.append(v)
-        x = F.layer_norm(x, (E,), t.ln_f.weight, t.ln_f.bias, self.eps)
-        # (L, R, H, D) each
-        return torch.matmul(x, self.head.t()), torch.cat(new_k, 2).permute(2, 0, 1, 3), \
-            torch.cat(new_v, 2).permute(2, 0, 1, 3)
+    from .steppers import attention_scale
+
+    config, t = model.config, model.transformer
+    E, H = config.n_embd, config.n_head
+    D, eps = E // H, config.layer_norm_epsilon
+    inits, nodes = [], []
+
+    def weight(name: str, tensor) -> str:
+        array = tensor if isinstance(tensor, np.ndarray) else tensor.detach().float().contiguous().numpy()
+        inits.append(numpy_helper.from_array(array, name))
+        return name
+
+    def node(op: str, inputs: list[str], outputs: list[str], microsoft: bool = False, **attrs) -> None:
+        nodes.append(helper.make_node(op, inputs, outputs, name=f"{op}_{len(nodes)}",
+                                      domain="com.microsoft" if microsoft else "", **attrs))
+
+    weight("one", np.array([1], dtype=np.int32))
+    weight("last", np.array(-1, dtype=np.int64))
+    weight("scalar", np.array([], dtype=np.int64))
+    node("Gather", [weight("wte", t.wte.weight), "tokens"], ["token_emb"])
+    node("Gather", [weight("wpe", t.wpe.weight), "positions"], ["position_emb"])
+    node("Add", ["token_emb", "position_emb"], ["x"])  # (R, S, E): GroupQueryAttention's (B, S, E)
+    # each row's last position (its length less one) and the longest row: what
+    # GroupQueryAttention masks by
+    node("Gather", ["positions", "last"], ["last_positions"], axis=1)
+    node("Cast", ["last_positions"], ["past_lengths"], to=TensorProto.INT32)
+    node("ReduceMax", ["past_lengths"], ["longest_past"], keepdims=1)
+    node("Add", ["longest_past", "one"], ["total_1"])
+    node("Reshape", ["total_1", "scalar"], ["total"])
+    residual, delta = "x", None
+    act = _ACTIVATION_OPS[config.activation_function]
+    for i, block in enumerate(t.h):
+        a, m = block.attn, block.mlp
+        ln1 = [weight(f"ln1_w{i}", block.ln_1.weight), weight(f"ln1_b{i}", block.ln_1.bias)]
+        if delta is None:
+            node("LayerNormalization", [residual, *ln1], [f"h{i}"], axis=-1, epsilon=eps)
+        else:  # the last block's output added to the residual, then normed, in one node
+            node("SkipLayerNormalization", [delta, residual, *ln1], [f"h{i}", "", "", f"res{i}"],
+                 microsoft=True, epsilon=eps)
+            residual = f"res{i}"
+        node("MatMul", [f"h{i}", weight(f"qkv_w{i}", a.c_attn.weight)], [f"qkv_{i}"])
+        node("Add", [f"qkv_{i}", weight(f"qkv_b{i}", a.c_attn.bias)], [f"qkv{i}"])
+        node("GroupQueryAttention", [f"qkv{i}", "", "", f"k{i}", f"v{i}", "past_lengths", "total"],
+             [f"att{i}", f"present_k{i}", f"present_v{i}"], microsoft=True, num_heads=H, kv_num_heads=H,
+             scale=float(attention_scale(config, i)))
+        node("MatMul", [f"att{i}", weight(f"proj_w{i}", a.c_proj.weight)], [f"proj_{i}"])
+        node("Add", [f"proj_{i}", weight(f"proj_b{i}", a.c_proj.bias)], [f"proj{i}"])
+        node("SkipLayerNormalization", [f"proj{i}", residual, weight(f"ln2_w{i}", block.ln_2.weight),
+                                        weight(f"ln2_b{i}", block.ln_2.bias)],
+             [f"h2_{i}", "", "", f"mid{i}"], microsoft=True, epsilon=eps)
+        residual = f"mid{i}"
+        node("MatMul", [f"h2_{i}", weight(f"fc_w{i}", m.c_fc.weight)], [f"fc_{i}"])
+        if act is None:
+            node("Add", [f"fc_{i}", weight(f"fc_b{i}", m.c_fc.bias)], [f"fcb{i}"])
+            node("Relu", [f"fcb{i}"], [f"act{i}"])
+        else:
+            node(act, [f"fc_{i}", weight(f"fc_b{i}", m.c_fc.bias)], [f"act{i}"], microsoft=True)
+        node("MatMul", [f"act{i}", weight(f"out_w{i}", m.c_proj.weight)], [f"out_{i}"])
+        node("Add", [f"out_{i}", weight(f"out_b{i}", m.c_proj.bias)], [f"out{i}"])
+        delta = f"out{i}"
+    node("SkipLayerNormalization", [delta, residual, weight("lnf_w", t.ln_f.weight), weight("lnf_b", t.ln_f.bias)],
+         ["final"], microsoft=True, epsilon=eps)
+    node("Gather", ["final", "last"], ["final_last"], axis=1)  # (R, E): each row's last token
+    node("MatMul", ["final_last", weight("head", model.lm_head.weight.detach().float().t().contiguous().numpy())],
+         ["logits"])
+
+    def value(name: str, kind, shape) -> Any:
+        return helper.make_tensor_value_info(name, kind, shape)
+
+    cache = ["rows", H, "length", D]
+    inputs = [value("tokens", TensorProto.INT64, ["rows", "new"]),
+              value("positions", TensorProto.INT64, ["rows", "new"])]
+    outputs = [value("logits", TensorProto.FLOAT, ["rows", config.vocab_size])]
+    for i in range(len(t.h)):
+        inputs += [value(f"k{i}", TensorProto.FLOAT, cache), value(f"v{i}", TensorProto.FLOAT, cache)]
+        outputs += [value(f"present_k{i}", TensorProto.FLOAT, cache), value(f"present_v{i}", TensorProto.FLOAT, cache)]
+    graph = helper.make_model(helper.make_graph(nodes, "gpt2_step", inputs, outputs, inits),
+                              opset_imports=[helper.make_opsetid("", 20), helper.make_opsetid("com.microsoft", 1)])
+    graph.ir_version = 9  # what onnxruntime 1.2x reads
+    return graph.SerializeToString()
 
 
 # Graphs already built in this process, by the weights they were traced from: the same model
@@ -143,37 +188,26 @@ def _fingerprint(model) -> str:
     return digest.hexdigest()
 
 
-def _build(model, names: list[str], int8: bool) -> bytes:
-    """The step graph of `model`, traced by torch.onnx and, with int8, quantized by ONNX Runtime."""
+def _build(model, int8: bool) -> bytes:
+    """The step graph of `model` (`_graph`) and, with int8, its products quantized by ONNX Runtime."""
+    from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    config = model.config
-    heads, head_dim = config.n_head, config.n_embd // config.n_head
-    step = _Step(model).eval()
-    example = (torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long),
-               *(torch.zeros(2, heads, 3, head_dim) for _ in names))
-    graph = io.BytesIO()
-    rows_and_length = {0: "rows", 2: "length"}
-    with torch.no_grad(), warnings.catch_warnings():  # the TorchScript exporter's deprecation notice
-        warnings.simplefilter("ignore")
-        torch.onnx.export(step, example, graph, dynamo=False, opset_version=20,
-                          input_names=["tokens", "positions", *names],
-                          output_names=["logits", "new_k", "new_v"],
-                          dynamic_axes={"tokens": {0: "rows"}, "positions": {0: "rows"},
-                                        "logits": {0: "rows"}, "new_k": {1: "rows"}, "new_v": {1: "rows"}}
-                          | {name: rows_and_length for name in names})
+    graph = _graph(model)
     if not int8:
-        return graph.getvalue()
+        return graph
     with tempfile.TemporaryDirectory(prefix="textgen-onnx-") as tmp:
         plain, quantized = Path(tmp) / "step.onnx", Path(tmp) / "step-int8.onnx"
-        plain.write_bytes(graph.getvalue())
+        plain.write_bytes(graph)
         root = logging.getLogger()
         level = root.level
         root.setLevel(logging.ERROR)  # its advice to pre-process is for image models
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                quantize_dynamic(plain, quantized, weight_type=QuantType.QInt8, per_channel=True)
+                # the contrib operators' outputs have no inferred type: they are float
+                quantize_dynamic(plain, quantized, weight_type=QuantType.QInt8, per_channel=True,
+                                 extra_options={"DefaultTensorType": TensorProto.FLOAT})
         finally:
             root.setLevel(level)
         return quantized.read_bytes()
@@ -187,7 +221,6 @@ class OnnxGPT2Step:
         config = model.config
         self.layers, self.vocab = config.n_layer, config.vocab_size
         self.heads, self.head_dim = config.n_head, config.n_embd // config.n_head
-        self.names = [f"{kind}{i}" for i in range(self.layers) for kind in ("k", "v")]
         if model.transformer.wte.weight.dtype != torch.float32:
             raise ValueError("the ONNX step is traced from an fp32 model")
         # a big model's graph is not kept, so its weights are not digested either
@@ -196,7 +229,7 @@ class OnnxGPT2Step:
         with _GRAPHS_LOCK:
             graph = _GRAPHS.get(key)
         if graph is None:
-            graph = _build(model, self.names, int8)
+            graph = _build(model, int8)
             if kept:
                 with _GRAPHS_LOCK:
                     while len(_GRAPHS) >= _GRAPHS_KEPT:
@@ -227,23 +260,26 @@ class OnnxGPT2Step:
     def step(self, tokens: torch.Tensor, positions: torch.Tensor, keys: torch.Tensor,
              values: torch.Tensor) -> torch.Tensor:
         """tokens, positions (R,) → logits (R, V) in fp32. keys, values: (L, R, H, T, D) fp32
-        caches whose per-layer slices are contiguous, read at positions < each row's; this
-        step's key and value are written at each row's position."""
-        rows = tokens.shape[0]
+        caches whose per-layer slices are contiguous, read at positions < each row's; the graph
+        writes this step's key and value at each row's position, in place."""
         session = self.session()
-        binding, tok, pos, logits, new_k, new_v = self._binding(session, keys, values, rows)
-        tok.copy_(tokens)  # bound in place: the graph reads these buffers
-        pos.copy_(positions)
+        binding, tok, pos, logits = self._binding(session, keys, values, tokens.shape[0])
+        tok.copy_(tokens[:, None])  # bound in place: the graph reads these buffers
+        pos.copy_(positions[:, None])
         session.run_with_iobinding(binding)
-        first = int(positions[0])
-        if bool((positions == first).all()):  # one request's rows: all at one position
-            keys[:, :, :, first] = new_k
-            values[:, :, :, first] = new_v
-        else:
-            index = torch.arange(rows)
-            keys[:, index, :, positions] = new_k.transpose(0, 1)
-            values[:, index, :, positions] = new_v.transpose(0, 1)
         return logits.clone()  # the buffer is the next step's output
+
+    def prefill(self, prompt: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """prompt (1, P) from position 0 → logits (1, V) after it; its keys and values are
+        written at positions 0 … P - 1 of the caches (L, 1, H, T, D)."""
+        tokens = prompt.to(torch.long).contiguous()
+        positions = torch.arange(tokens.shape[1])[None, :]
+        session = self.session()
+        binding, logits = self._bind_caches(session, keys, values, 1)  # once per prompt: not kept
+        binding.bind_cpu_input("tokens", tokens.numpy())
+        binding.bind_cpu_input("positions", positions.numpy())
+        session.run_with_iobinding(binding)
+        return logits
 
     def _binding(self, session, keys: torch.Tensor, values: torch.Tensor, rows: int):
         """The caches, the token and position buffers and the outputs, bound once per cache
@@ -256,27 +292,33 @@ class OnnxGPT2Step:
         bound = self._bound.get(key)
         if bound is not None:
             return bound
-        import numpy as np
-
-        binding = session.io_binding()
-        tok, pos = torch.zeros(rows, dtype=torch.long), torch.zeros(rows, dtype=torch.long)
+        binding, logits = self._bind_caches(session, keys, values, rows)
+        tok, pos = torch.zeros((rows, 1), dtype=torch.long), torch.zeros((rows, 1), dtype=torch.long)
         binding.bind_cpu_input("tokens", tok.numpy())
         binding.bind_cpu_input("positions", pos.numpy())
-        for i in range(self.layers):  # keys[i] is (R, H, T, D) and contiguous: bound in place
-            for name, cache in ((self.names[2 * i], keys[i]), (self.names[2 * i + 1], values[i])):
-                if not cache.is_contiguous() or cache.dtype != torch.float32:
-                    raise ValueError("the ONNX step needs contiguous fp32 caches per layer")
-                binding.bind_cpu_input(name, cache.detach().numpy())
-        logits = torch.empty((rows, self.vocab))
-        new_k = torch.empty((self.layers, rows, self.heads, self.head_dim))
-        new_v = torch.empty_like(new_k)
-        for name, out in (("logits", logits), ("new_k", new_k), ("new_v", new_v)):
-            binding.bind_output(name, "cpu", element_type=np.float32, shape=tuple(out.shape),
-                                buffer_ptr=out.data_ptr())
         # a few bindings are kept, for requests that run side by side on their own caches; the
         # caches themselves are not kept alive by them
         with self._lock:
             while len(self._bound) >= _BINDINGS:
                 self._bound.pop(next(iter(self._bound)))
-            self._bound[key] = (binding, tok, pos, logits, new_k, new_v)
-        return binding, tok, pos, logits, new_k, new_v
+            self._bound[key] = (binding, tok, pos, logits)
+        return binding, tok, pos, logits
+
+    def _bind_caches(self, session, keys: torch.Tensor, values: torch.Tensor, rows: int):
+        """A binding of the caches, as the inputs and as the outputs the graph writes in place,
+        and of a fresh (rows, V) logits buffer: (binding, logits)."""
+        import numpy as np
+
+        binding = session.io_binding()
+        for i in range(self.layers):  # keys[i] is (R, H, T, D) and contiguous: bound in place, ...
+            for kind, cache in (("k", keys[i]), ("v", values[i])):
+                if not cache.is_contiguous() or cache.dtype != torch.float32:
+                    raise ValueError("the ONNX step needs contiguous fp32 caches per layer")
+                binding.bind_cpu_input(f"{kind}{i}", cache.detach().numpy())
+                # ... and as the output, which GroupQueryAttention then writes in place
+                binding.bind_output(f"present_{kind}{i}", "cpu", element_type=np.float32,
+                                    shape=tuple(cache.shape), buffer_ptr=cache.data_ptr())
+        logits = torch.empty((rows, self.vocab))
+        binding.bind_output("logits", "cpu", element_type=np.float32, shape=tuple(logits.shape),
+                            buffer_ptr=logits.data_ptr())
+        return binding, logits

@@ -121,6 +121,15 @@ class GPT2Stepper:
 
     def prefill(self, prompt: torch.Tensor) -> torch.Tensor:
         """prompt (1, P) → next-token logits (n, V) in float32."""
+        if self.fast is not None:
+            P = prompt.shape[1]
+            if self.length or P > self.max_len:
+                raise ValueError(f"a prompt of {P} tokens, at the start, fits the cache of {self.max_len}")
+            logits = self.fast.prefill(prompt, self.keys[:, :1], self.values[:, :1])
+            self.keys[:, 1:, :, :P] = self.keys[:, :1, :, :P]  # every row starts from the prompt
+            self.values[:, 1:, :, :P] = self.values[:, :1, :, :P]
+            self.length = P
+            return logits.repeat(self.n, 1)
         return self._forward(prompt).repeat(self.n, 1)
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
