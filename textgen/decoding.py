@@ -116,6 +116,9 @@ class Rows:
         prompt = torch.tensor([list(prompt_ids)], dtype=torch.long, device=device)  # (1, P)
         self.input_ids = prompt.repeat(settings.n, 1)  # (n, P)
         self.unfinished = torch.ones(settings.n, dtype=torch.bool, device=device)  # (n,)
+        self.live = settings.n  # rows not yet ended (`unfinished`, counted here without a tensor op)
+        self._end_set = {int(e) for e in end_ids}
+        self._noise: torch.Tensor | None = None
         self.fills = torch.full((settings.n,), self.fill, dtype=torch.long, device=device)
         self.picked: list[torch.Tensor] = []  # one (n,) tensor of log-probs per step
 
@@ -142,17 +145,24 @@ class Rows:
         """(n, k) Exp(1) draws from this request's random numbers. argmax(probs / noise) picks a
         token with probability probs, exactly as torch.multinomial(probs, 1) does with the same
         generator (it draws the same numbers), without its per-call checks."""
-        return torch.empty((self.settings.n, k), device=self.ends.device).exponential_(1, generator=self.generator)
+        if self._noise is None or self._noise.shape[1] != k:  # one buffer, refilled at each step
+            self._noise = torch.empty((self.settings.n, k), device=self.ends.device)
+        return self._noise.exponential_(1, generator=self.generator)
 
     def accept(self, token: torch.Tensor, log_prob: torch.Tensor) -> bool:
         """Record the step's tokens (n,) (a finished row already holds its fill) and their
         log-probabilities (n,); whether another step is wanted."""
         self.picked.append(log_prob)
         self.input_ids = torch.cat([self.input_ids, token[:, None]], dim=1)
+        tokens = token.tolist()
         if self.on_step is not None:
-            self.on_step(token.tolist())
-        self.unfinished &= (token[:, None] != self.ends).all(dim=1)
-        return (bool(self.unfinished.any()) and not (self.stop is not None and self.stop.is_set())
+            self.on_step(tokens)
+        # the rows' ends read off the Python list: a few tensor ops fewer at every step
+        ended = [r for r, t in enumerate(tokens) if t in self._end_set and self.unfinished[r]]
+        if ended:
+            self.unfinished[ended] = False
+            self.live -= len(ended)
+        return (self.live > 0 and not (self.stop is not None and self.stop.is_set())
                 and not (self.deadline is not None and time.monotonic() > self.deadline)
                 and len(self.picked) < self.settings.max_new_tokens)  # no forward for a token never sampled
 
@@ -197,7 +207,8 @@ def choose_together(requests: Sequence[Rows], logits: Sequence[torch.Tensor]
             tokens[i] = token
     raw, unfinished, fill, x = (_joined([parts[i] for i in live]) for parts in (
         tokens, [r.unfinished for r in requests], [r.fills for r in requests], logits))
-    chosen = torch.where(unfinished, raw, fill)  # a finished row repeats its end token
+    # a finished row repeats its end token
+    chosen = raw if all(requests[i].live == requests[i].settings.n for i in live) else torch.where(unfinished, raw, fill)
     picked = torch.log_softmax(x, dim=-1).gather(1, chosen[:, None]).squeeze(1)
     at = 0
     for i in live:
