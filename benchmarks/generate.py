@@ -15,7 +15,9 @@ built here, and each built-in model. For n=1 and n=4 it prints the median tokens
 - CTranslate2's `Generator.generate_batch` with compute type int8 and float32 (the model
   converted here; CTranslate2 has no per-step hook, so no guaranteed mode);
 - `pipeline("text-generation")` in fp32 (n=4: four calls);
-and textgen ÷ CTranslate2-int8. Every run makes exactly --tokens new tokens (minimum lengths
+and textgen ÷ CTranslate2-int8. textgen and CTranslate2 are timed in turns, one call of each
+per round (`interleaved_rates`): on a shared machine whose speed drifts, timing one library
+after the other put the drift into the ratio. Every run makes exactly --tokens new tokens (minimum lengths
 pin the count), top-k 30, top-p 0.9, temperature 0.9, fixed seeds, one warm-up. Both
 libraries run at their best thread count, 1 or all cores (each cell says which).
 """
@@ -86,12 +88,30 @@ def median_rate(fn, tokens: int, repeats: int) -> float:
 THREADS = sorted({1, os.cpu_count() or 1})
 
 
-def best_of_threads(fn, tokens: int, repeats: int, set_threads) -> tuple[float, int]:
-    rates = []
+def interleaved_rates(runs: dict[str, list[tuple[int, object]]], tokens: int, repeats: int,
+                      set_threads) -> dict[str, tuple[float, int]]:
+    """{name: (tokens/s at its best thread count, that count)} for runs {name: [(threads, fn)]}.
+    At each thread count the runs are timed in turns (each fn once per round, `repeats` rounds,
+    medians), so that the drift of a shared machine hits every library alike instead of
+    whichever was timed during it; thread counts are not mixed within a round (a pool of two
+    threads still spinning after its call would slow the next one-thread call)."""
+    best: dict[str, tuple[float, int]] = {}
     for threads in THREADS:
         set_threads(threads)
-        rates.append((median_rate(fn, tokens, repeats), threads))
-    return max(rates)
+        fns = {name: fn for name, variants in runs.items() for t, fn in variants if t == threads}
+        for fn in fns.values():
+            fn()  # warm-up
+        times: dict[str, list[float]] = {name: [] for name in fns}
+        for _ in range(repeats):
+            for name, fn in fns.items():
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+        for name, took in times.items():
+            rate = tokens / statistics.median(took)
+            if name not in best or rate > best[name][0]:
+                best[name] = (rate, threads)
+    return best
 
 
 def convert_ct2(folder: Path, out: Path, quantization: str) -> Path:
@@ -151,26 +171,25 @@ def bench_model(folder: Path, label: str, tokens: int, repeats: int, ct2_dir: Pa
         row = {"model": label, "n": n, "params": sum(p.numel() for p in base_model.parameters()),
                "quantize": loaded.quantize, "runtime": loaded.runtime,
                "dtype": str(loaded.dtype).replace("torch.", "")}
+        runs: dict[str, list] = {}
         for mode in ("off", "guaranteed"):
             def ours(mode=mode):
                 gen.generate(title, keywords, n=n, seed=0, max_new_tokens=tokens, keyword_mode=mode, **SAMPLING)
-            row[f"textgen_{mode}"], row[f"textgen_{mode}_threads"] = best_of_threads(
-                ours, tokens * n, repeats, torch.set_num_threads)
+            runs[f"textgen_{mode}"] = [(t, ours) for t in THREADS]
 
         def ours_on_torch():
             on_torch.generate(title, keywords, n=n, seed=0, max_new_tokens=tokens, keyword_mode="off", **SAMPLING)
-        row["torch_off"], row["torch_off_threads"] = best_of_threads(
-            ours_on_torch, tokens * n, repeats, torch.set_num_threads)
+        runs["torch_off"] = [(t, ours_on_torch) for t in THREADS]
         for kind, models in ct2.items():
-            rates = []
-            for threads, model in zip(THREADS, models):
-                def theirs(model=model):
-                    model.generate_batch([start_tokens] * n, max_length=tokens, min_length=tokens,
-                                         sampling_topk=SAMPLING["top_k"], sampling_topp=SAMPLING["top_p"],
-                                         sampling_temperature=SAMPLING["temperature"],
-                                         include_prompt_in_result=False)
-                rates.append((median_rate(theirs, tokens * n, repeats), threads))
-            row[f"ct2_{kind}"], row[f"ct2_{kind}_threads"] = max(rates)
+            def theirs(threads, models=models):
+                model = models[THREADS.index(threads)]
+                model.generate_batch([start_tokens] * n, max_length=tokens, min_length=tokens,
+                                     sampling_topk=SAMPLING["top_k"], sampling_topp=SAMPLING["top_p"],
+                                     sampling_temperature=SAMPLING["temperature"],
+                                     include_prompt_in_result=False)
+            runs[f"ct2_{kind}"] = [(t, lambda t=t, theirs=theirs: theirs(t)) for t in THREADS]
+        for name, (rate, threads) in interleaved_rates(runs, tokens * n, repeats, torch.set_num_threads).items():
+            row[name], row[f"{name}_threads"] = rate, threads
         torch.set_num_threads(max(THREADS))
 
         def baseline():

@@ -101,10 +101,10 @@ def test_runtime_choices_and_refusals(bpe_model_dir, monkeypatch):
         load(bpe_model_dir, runtime="onnx")
 
 
-def test_the_graph_is_traced_from_fp32(model):
+def test_the_graph_is_built_from_fp32(model):
     from textgen.onnx_step import OnnxGPT2Step
 
-    with pytest.raises(ValueError, match="traced from an fp32 model"):
+    with pytest.raises(ValueError, match="built from an fp32 model"):
         OnnxGPT2Step(model.to(torch.bfloat16))
     model.float()
 

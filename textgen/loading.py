@@ -172,7 +172,7 @@ def load(source: str | Path, *, device: str | None = None, dtype: str | None = N
 def _decode_path(model, dt, quantize: str | None, runtime: str | None, dtype_asked: str | None):
     """What runs the decode steps, with which weights: (quantize, int8, runtime, fast, dtype).
 
-    ONNX Runtime's graph (`textgen.onnx_step`) is traced in fp32 and takes int8 weights on
+    ONNX Runtime's graph (`textgen.onnx_step`) is built in fp32 and takes int8 weights on
     every matrix unless told "none"; PyTorch's lean path takes fbgemm's int8 only where a
     matrix is big enough to gain. A dtype asked for explicitly with quantize "none" keeps
     PyTorch, which runs that dtype."""

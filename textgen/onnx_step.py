@@ -170,8 +170,8 @@ def _graph(model) -> bytes:
     return graph.SerializeToString()
 
 
-# Graphs already built in this process, by the weights they were traced from: the same model
-# loaded again (a second Generator, the app's model switch) is not traced and quantized again.
+# Graphs already built in this process, by the weights they were built from: the same model
+# loaded again (a second Generator, the app's model switch) is not built and quantized again.
 _GRAPHS: dict[tuple, bytes] = {}
 _GRAPHS_KEPT = 4
 _GRAPH_KEPT_WEIGHTS = 16_000_000  # small models only: a 124M GPT-2's graph is ~300 MB
@@ -222,7 +222,7 @@ class OnnxGPT2Step:
         self.layers, self.vocab = config.n_layer, config.vocab_size
         self.heads, self.head_dim = config.n_head, config.n_embd // config.n_head
         if model.transformer.wte.weight.dtype != torch.float32:
-            raise ValueError("the ONNX step is traced from an fp32 model")
+            raise ValueError("the ONNX step is built from an fp32 model")
         # a big model's graph is not kept, so its weights are not digested either
         kept = sum(p.numel() for p in model.parameters()) <= _GRAPH_KEPT_WEIGHTS
         key = (_fingerprint(model), int8) if kept else None

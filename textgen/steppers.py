@@ -79,7 +79,7 @@ class GPT2Stepper:
         config = model.config
         t = model.transformer
         self.n, self.max_len = n, max_len
-        # the graph was traced in fp32: a model cast since (to float64, say) runs its own way
+        # the graph was built in fp32: a model cast since (to float64, say) runs its own way
         self.fast = fast if t.wte.weight.dtype == torch.float32 else None
         self.heads, self.width = config.n_head, config.n_embd
         self.head_dim = self.width // self.heads
