@@ -49,6 +49,27 @@ def test_the_fp32_graph_computes_the_model_forward(model):
     assert torch.allclose(got, ref, atol=1e-4, rtol=1e-4), float((got - ref).abs().max())
 
 
+@pytest.mark.parametrize("activation, inverse_layer_scale", [("gelu", True), ("relu", False)])
+def test_the_graph_follows_other_gpt2_configs(activation, inverse_layer_scale):
+    """The exact-GELU and ReLU blocks and per-layer attention scales take other nodes of the
+    graph than the built-ins' tanh-GELU: each must still compute the model's forward."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from textgen.onnx_step import OnnxGPT2Step
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=2,
+                        activation_function=activation, scale_attn_by_inverse_layer_idx=inverse_layer_scale,
+                        attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0)
+    model = GPT2LMHeadModel(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.mul_(8.0)  # far from uniform logits, as in `trained_like`
+    got, ref = _steps(model, OnnxGPT2Step(model, int8=False)), _reference(model)
+    assert torch.allclose(got, ref, atol=1e-4, rtol=1e-4), float((got - ref).abs().max())
+
+
 def test_int8_steps_follow_the_fp32_steps(model):
     from textgen.onnx_step import OnnxGPT2Step
 
