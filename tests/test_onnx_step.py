@@ -122,6 +122,27 @@ def test_runtime_choices_and_refusals(bpe_model_dir, monkeypatch):
         load(bpe_model_dir, runtime="onnx")
 
 
+def test_heads_the_graph_cannot_run_keep_pytorchs_path(tmp_path):
+    """GroupQueryAttention on the CPU takes heads a multiple of 8 wide: a GPT-2 with 12-wide
+    heads loads on PyTorch's path under "auto", is refused with the reason under "onnx", and
+    generates."""
+    from conftest import _save_model, make_bpe_tokenizer
+    from textgen import Generator
+    from textgen.loading import load
+    from textgen.onnx_step import OnnxGPT2Step
+    from textgen.prompt import PromptFormat
+
+    folder = _save_model(make_bpe_tokenizer(), tmp_path, PromptFormat(), n_embd=24, n_head=2)
+    loaded = load(folder)
+    assert loaded.runtime == "torch" and loaded.fast is None
+    with pytest.raises(ValueError, match=r"runtime: onnx is not available here .*multiple of 8 wide"):
+        load(folder, runtime="onnx")
+    with pytest.raises(ValueError, match="attention heads a multiple of 8 wide, not 12"):
+        OnnxGPT2Step(loaded.model.float())
+    out = Generator.from_pretrained(str(folder)).generate("Storm", ["sea"], n=2, max_new_tokens=8, seed=0)
+    assert len(out) == 2
+
+
 def test_the_graph_is_built_from_fp32(model):
     from textgen.onnx_step import OnnxGPT2Step
 

@@ -178,13 +178,13 @@ def _decode_path(model, dt, quantize: str | None, runtime: str | None, dtype_ask
     PyTorch, which runs that dtype."""
     import torch
 
-    from .onnx_step import resolve_runtime
+    from .onnx_step import graph_fits, resolve_runtime
     from .quantize import resolve_quantize
     from .steppers import GPT2Stepper
 
     lean = GPT2Stepper.supports(model)
     keeps_dtype = quantize == "none" and dtype_asked not in (None, "auto", "float32")
-    run = resolve_runtime(runtime, lean=lean and not keeps_dtype)
+    run = resolve_runtime(runtime, lean=lean and not keeps_dtype and graph_fits(model.config))
     if run == "onnx":
         from .onnx_step import OnnxGPT2Step
 

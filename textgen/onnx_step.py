@@ -52,6 +52,12 @@ def check_runtime(runtime: str | None) -> str:
     return choice
 
 
+def graph_fits(config) -> bool:
+    """Whether the graph can run this GPT-2: ONNX Runtime's GroupQueryAttention on the CPU takes
+    attention heads a multiple of 8 wide (GPT-2's own are 64)."""
+    return (config.n_embd // config.n_head) % 8 == 0
+
+
 def resolve_runtime(runtime: str | None, *, lean: bool) -> str:
     """"onnx" or "torch": what runs the decode steps. `lean`: the model is a GPT-2 on the CPU
     that the graph can run. "auto" takes ONNX Runtime where it is installed and applies; an
@@ -62,7 +68,8 @@ def resolve_runtime(runtime: str | None, *, lean: bool) -> str:
     usable = lean and onnx_available()
     if choice == "onnx" and not usable:
         why = ("onnxruntime is not installed" if not onnx_available()
-               else "it runs GPT-2 models on the CPU, in fp32 or with int8 weights")
+               else "it runs GPT-2 models on the CPU whose attention heads are a multiple of 8 wide, "
+                    "in fp32 or with int8 weights")
         raise ValueError(f"runtime: onnx is not available here ({why}); use 'torch' or 'auto'")
     return "onnx" if usable else "torch"
 
@@ -223,6 +230,8 @@ class OnnxGPT2Step:
         self.heads, self.head_dim = config.n_head, config.n_embd // config.n_head
         if model.transformer.wte.weight.dtype != torch.float32:
             raise ValueError("the ONNX step is built from an fp32 model")
+        if not graph_fits(config):
+            raise ValueError(f"the ONNX step needs attention heads a multiple of 8 wide, not {self.head_dim}")
         # a big model's graph is not kept, so its weights are not digested either
         kept = sum(p.numel() for p in model.parameters()) <= _GRAPH_KEPT_WEIGHTS
         key = (_fingerprint(model), int8) if kept else None
