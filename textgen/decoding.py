@@ -208,7 +208,8 @@ def choose_together(requests: Sequence[Rows], logits: Sequence[torch.Tensor]
     raw, unfinished, fill, x = (_joined([parts[i] for i in live]) for parts in (
         tokens, [r.unfinished for r in requests], [r.fills for r in requests], logits))
     # a finished row repeats its end token
-    chosen = raw if all(requests[i].live == requests[i].settings.n for i in live) else torch.where(unfinished, raw, fill)
+    running = all(requests[i].live == requests[i].settings.n for i in live)
+    chosen = raw if running else torch.where(unfinished, raw, fill)
     picked = torch.log_softmax(x, dim=-1).gather(1, chosen[:, None]).squeeze(1)
     at = 0
     for i in live:

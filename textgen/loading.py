@@ -178,7 +178,8 @@ def _decode_path(model, dt, quantize: str | None, runtime: str | None, dtype_ask
     PyTorch, which runs that dtype."""
     import torch
 
-    from .onnx_step import graph_fits, resolve_runtime
+    from .onnx_graph import graph_fits
+    from .onnx_step import resolve_runtime
     from .quantize import resolve_quantize
     from .steppers import GPT2Stepper
 
