@@ -24,6 +24,7 @@ libraries run at their best thread count, 1 or all cores (each cell says which).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -181,13 +182,12 @@ def bench_model(folder: Path, label: str, tokens: int, repeats: int, ct2_dir: Pa
             on_torch.generate(title, keywords, n=n, seed=0, max_new_tokens=tokens, keyword_mode="off", **SAMPLING)
         runs["torch_off"] = [(t, ours_on_torch) for t in THREADS]
         for kind, models in ct2.items():
-            def theirs(threads, models=models):
-                model = models[THREADS.index(threads)]
+            def theirs(model):
                 model.generate_batch([start_tokens] * n, max_length=tokens, min_length=tokens,
                                      sampling_topk=SAMPLING["top_k"], sampling_topp=SAMPLING["top_p"],
                                      sampling_temperature=SAMPLING["temperature"],
                                      include_prompt_in_result=False)
-            runs[f"ct2_{kind}"] = [(t, lambda t=t, theirs=theirs: theirs(t)) for t in THREADS]
+            runs[f"ct2_{kind}"] = [(t, functools.partial(theirs, model)) for t, model in zip(THREADS, models)]
         for name, (rate, threads) in interleaved_rates(runs, tokens * n, repeats, torch.set_num_threads).items():
             row[name], row[f"{name}_threads"] = rate, threads
         torch.set_num_threads(max(THREADS))

@@ -53,7 +53,7 @@ class SlotStepper(GPT2Stepper):
         rows = min(max(rows, 2 * have_rows), self.most_rows)  # doubling: few regrowths
         length = min(max(length, 2 * have_len), self.most_len)
         shape = (len(self.blocks), rows, self.heads, length, self.head_dim)  # (L, rows, H, T, D)
-        # zeros, not empty: masked attention still multiplies by the cache past a row's length,
+        # zeros, not empty: PyTorch's masked attention still multiplies by the cache past a row's length,
         # so it must hold numbers (a NaN there times weight 0 is NaN)
         keys, values = torch.zeros(shape, dtype=self.wte.dtype), torch.zeros(shape, dtype=self.wte.dtype)
         keys[:, :have_rows, :, :have_len] = self.keys
@@ -68,11 +68,9 @@ class SlotStepper(GPT2Stepper):
         if P > self.max_len:
             raise ValueError(f"sequence of {P} tokens exceeds the cache of {self.max_len}")
         if self.fast is not None:  # the same graph as the steps, at batch size 1
-            logits = self.fast.prefill(prompt, self.keys[:, first:first + 1], self.values[:, first:first + 1])
-            self.keys[:, first + 1:first + n, :, :P] = self.keys[:, first:first + 1, :, :P]
-            self.values[:, first + 1:first + n, :, :P] = self.values[:, first:first + 1, :, :P]
+            logits = self._prefill_graph(prompt, first, n)
             self.lengths[first:first + n] = P
-            return logits.repeat(n, 1)
+            return logits
         H, D, E = self.heads, self.head_dim, self.width
         x = self.wte[prompt] + self.wpe[:P]  # (1, P, E)
         for i, (w1, b1, qkv_proj, out_proj, fc, fc_out, w2, b2, scale) in enumerate(self.blocks):
@@ -95,7 +93,7 @@ class SlotStepper(GPT2Stepper):
         end = int(pos.max()) + 1
         if end > self.max_len:
             raise ValueError(f"sequence of {end} tokens exceeds the cache of {self.max_len}")
-        if self.fast is not None:  # ONNX Runtime's step reads each row's past, masked, in place
+        if self.fast is not None:  # the graph reads each row's past and writes its new key and value, in place
             logits = self.fast.step(tokens, pos, self.keys[:, :R], self.values[:, :R])
             self.lengths[:R] = pos + 1
             return logits

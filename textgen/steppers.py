@@ -101,11 +101,8 @@ class GPT2Stepper:
             self.blocks.append((block.ln_1.weight, block.ln_1.bias, *matmuls, block.ln_2.weight, block.ln_2.bias,
                                 scale))
         shape = (len(self.blocks), n, self.heads, max_len, self.head_dim)  # (L, n, H, T_max, D)
-        # the ONNX step reads the whole cache, masked: a NaN past a row's length times weight 0
-        # would still be NaN, so it gets zeros
-        make = torch.zeros if self.fast is not None else torch.empty
-        self.keys = make(shape, dtype=self.wte.dtype)
-        self.values = make(shape, dtype=self.wte.dtype)
+        self.keys = torch.empty(shape, dtype=self.wte.dtype)  # read only below each row's length
+        self.values = torch.empty(shape, dtype=self.wte.dtype)
         self.length = 0
 
     @staticmethod
@@ -125,12 +122,19 @@ class GPT2Stepper:
             P = prompt.shape[1]
             if self.length or P > self.max_len:
                 raise ValueError(f"a prompt of {P} tokens, at the start, fits the cache of {self.max_len}")
-            logits = self.fast.prefill(prompt, self.keys[:, :1], self.values[:, :1])
-            self.keys[:, 1:, :, :P] = self.keys[:, :1, :, :P]  # every row starts from the prompt
-            self.values[:, 1:, :, :P] = self.values[:, :1, :, :P]
+            logits = self._prefill_graph(prompt, 0, self.n)
             self.length = P
-            return logits.repeat(self.n, 1)
+            return logits
         return self._forward(prompt).repeat(self.n, 1)
+
+    def _prefill_graph(self, prompt: torch.Tensor, first: int, n: int) -> torch.Tensor:
+        """The prompt (1, P) through the ONNX graph into row `first`'s cache, copied to the next
+        n - 1 rows (each starts from the prompt) → logits (n, V)."""
+        P = prompt.shape[1]
+        logits = self.fast.prefill(prompt, self.keys[:, first:first + 1], self.values[:, first:first + 1])
+        self.keys[:, first + 1:first + n, :, :P] = self.keys[:, first:first + 1, :, :P]
+        self.values[:, first + 1:first + n, :, :P] = self.values[:, first:first + 1, :, :P]
+        return logits.repeat(n, 1)
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (n,) → next-token logits (n, V) in float32."""
