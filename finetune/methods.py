@@ -103,7 +103,7 @@ def _train_embedding_rows(model, rows: list[int]) -> int:
     weight = model.get_input_embeddings().weight
     if weight.requires_grad:  # tied to a head that already trains in full (never here)
         return 0
-    mask = torch.zeros(weight.shape[0], 1)
+    mask = torch.zeros(weight.shape[0], 1, dtype=weight.dtype)
     mask[rows] = 1.0
     weight.requires_grad_(True)
     weight.register_hook(lambda grad: grad * mask.to(grad.device, grad.dtype))

@@ -509,8 +509,12 @@ def test_python_app_py_starts_in_seconds(tmp_path, bpe_model_dir):
                 time.sleep(0.3)
         took = time.monotonic() - started
         assert took < 90, "the server did not come up"
-        out = Client(url, verbose=False).predict(title="Storm", keywords="sea", max_new_tokens=6, n=1,
-                                                 api_name="/generate")
+        try:
+            out = Client(url, verbose=False).predict(title="Storm", keywords="sea", max_new_tokens=6, n=1,
+                                                     api_name="/generate")
+        except Exception as exc:  # the server went away: what it printed says why
+            proc.terminate()
+            raise AssertionError(f"{type(exc).__name__}: {exc}; the app printed:\n{proc.communicate(timeout=10)[0][-4000:]}")
         assert out["model"] == "textgen-en"  # the quickstart's default: the built-in model
         assert out["candidates"] and out["candidates"][0]["text"]
         print(f"python app.py answered after {took:.1f} s")

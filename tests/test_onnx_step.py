@@ -49,6 +49,38 @@ def test_the_fp32_graph_computes_the_model_forward(model):
     assert torch.allclose(got, ref, atol=1e-4, rtol=1e-4), float((got - ref).abs().max())
 
 
+def test_the_graph_writes_fp32_whatever_the_default_dtype(model):
+    """ONNX Runtime writes fp32 logits at a buffer's address: a buffer made in the default dtype
+    while it is bf16 would be half as long (a heap overflow, which crashed the app)."""
+    from textgen.onnx_step import OnnxGPT2Step
+
+    fast = OnnxGPT2Step(model, int8=False)
+    want = _steps(model, fast)
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        got = _steps(model, OnnxGPT2Step(model, int8=False))  # new bindings, made under bf16
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert got.dtype == torch.float32 and torch.equal(got, want)
+
+
+def test_sampling_ignores_the_default_dtype(bpe_model_dir):
+    """A request's draws are fp32 and the same while another thread's model load has switched
+    torch's default dtype."""
+    from textgen import Generator
+
+    for runtime in ("onnx", "torch"):
+        gen = Generator.from_pretrained(str(bpe_model_dir), runtime=runtime, dtype="float32")
+        kwargs = dict(n=3, seed=11, max_new_tokens=20, keyword_mode="guaranteed")
+        want = [c.text for c in gen.generate("Storm", ["sea"], **kwargs)]
+        torch.set_default_dtype(torch.bfloat16)
+        try:
+            got = [c.text for c in gen.generate("Storm", ["sea"], **kwargs)]
+        finally:
+            torch.set_default_dtype(torch.float32)
+        assert got == want, runtime
+
+
 @pytest.mark.parametrize("activation, inverse_layer_scale", [("gelu", True), ("relu", False)])
 def test_the_graph_follows_other_gpt2_configs(activation, inverse_layer_scale):
     """The exact-GELU and ReLU blocks and per-layer attention scales take other nodes of the

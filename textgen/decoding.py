@@ -146,7 +146,8 @@ class Rows:
         token with probability probs, exactly as torch.multinomial(probs, 1) does with the same
         generator (it draws the same numbers), without its per-call checks."""
         if self._noise is None or self._noise.shape[1] != k:  # one buffer, refilled at each step
-            self._noise = torch.empty((self.settings.n, k), device=self.ends.device)
+            # fp32 named: the default dtype is process-wide, and a model loading in another thread changes it
+            self._noise = torch.empty((self.settings.n, k), dtype=torch.float32, device=self.ends.device)
         return self._noise.exponential_(1, generator=self.generator)
 
     def accept(self, token: torch.Tensor, log_prob: torch.Tensor) -> bool:
@@ -176,7 +177,7 @@ class Rows:
     def result(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(sequences (n, P + T) with the prompt, log-probabilities (n, T) of the sampled tokens)."""
         n = self.settings.n
-        log_probs = torch.stack(self.picked, dim=1) if self.picked else torch.zeros(n, 0, device=self.ends.device)
+        log_probs = torch.stack(self.picked, dim=1) if self.picked else torch.zeros(n, 0, dtype=torch.float32, device=self.ends.device)
         return self.input_ids, log_probs
 
 

@@ -146,7 +146,7 @@ class OnnxGPT2Step:
         """prompt (1, P) from position 0 → logits (1, V) after it; its keys and values are
         written at positions 0 … P - 1 of the caches (L, 1, H, T, D)."""
         tokens = prompt.to(torch.long).contiguous()
-        positions = torch.arange(tokens.shape[1])[None, :]
+        positions = torch.arange(tokens.shape[1], dtype=torch.long)[None, :]
         session = self.session()
         binding, logits = self._bind_caches(session, keys, values, 1)  # once per prompt: not kept
         binding.bind_cpu_input("tokens", tokens.numpy())
@@ -191,7 +191,9 @@ class OnnxGPT2Step:
                 # ... and as the output, which GroupQueryAttention then writes in place
                 binding.bind_output(f"present_{kind}{i}", "cpu", element_type=np.float32,
                                     shape=tuple(cache.shape), buffer_ptr=cache.data_ptr())
-        logits = torch.empty((rows, self.vocab))
+        # the dtype named: ONNX Runtime writes fp32 at this address, and torch's default dtype is
+        # process-wide (transformers switches it while it builds a model in another thread)
+        logits = torch.empty((rows, self.vocab), dtype=torch.float32)
         binding.bind_output("logits", "cpu", element_type=np.float32, shape=tuple(logits.shape),
                             buffer_ptr=logits.data_ptr())
         return binding, logits

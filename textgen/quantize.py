@@ -28,7 +28,7 @@ def int8_available() -> bool:
     if "fbgemm" not in torch.backends.quantized.supported_engines:
         return False
     try:
-        Int8Linear.from_weight(torch.ones(2, 2), None)(torch.ones(1, 2))
+        Int8Linear.from_weight(torch.ones(2, 2, dtype=torch.float32), None)(torch.ones(1, 2, dtype=torch.float32))
     except (RuntimeError, AttributeError, NotImplementedError):
         return False
     return True
