@@ -123,6 +123,24 @@ def test_device_and_dtype_resolved_at_load(bpe_model_dir):
         Generator.from_pretrained(str(bpe_model_dir), dtype="int3")
 
 
+def test_cpu_paths_start_from_the_files_exact_weights(bpe_model_dir, tmp_path):
+    """fp16 weights read on the CPU: the fp32 paths (the ONNX graph, int8) get the file's values,
+    not bf16-rounded ones; a bf16 PyTorch path still runs bf16."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    folder = tmp_path / "half"
+    shutil.copytree(bpe_model_dir, folder)
+    half = AutoModelForCausalLM.from_pretrained(folder).half()
+    half.save_pretrained(folder)
+    exact = half.transformer.wte.weight.float()
+    assert not torch.equal(exact.bfloat16().float(), exact)  # bf16 would round these weights
+    onnx = loading.load(folder, device="cpu", dtype="bfloat16", runtime="onnx")
+    assert onnx.dtype == torch.float32 and torch.equal(onnx.model.transformer.wte.weight, exact)
+    plain = loading.load(folder, device="cpu", dtype="bfloat16", quantize="none", runtime="torch")
+    assert plain.dtype == torch.bfloat16 and next(plain.model.parameters()).dtype == torch.bfloat16
+
+
 def test_import_is_light():
     code = ("import sys, textgen, textgen.cli; "
             "bad = [m for m in ('gradio', 'finetune', 'torch', 'transformers') if m in sys.modules]; "

@@ -146,7 +146,12 @@ def load(source: str | Path, *, device: str | None = None, dtype: str | None = N
     dev = resolve_device(device)
     dt = resolve_dtype(dev, dtype)
     resolve_quantize(quantize, lean=True)  # a misspelt choice is refused before the download
-    model, tokenizer = _from_pretrained(where, local, dt, revision)
+    # on the CPU the weights are read in fp32 and cast after the decode path is chosen: the
+    # fp32 paths (ONNX Runtime's graph, the int8 kernels) then start from the file's exact
+    # values, not bf16-rounded ones
+    import torch
+
+    model, tokenizer = _from_pretrained(where, local, torch.float32 if dev.type == "cpu" else dt, revision)
     try:
         fmt = PromptFormat.load(where) if local else _hub_format(where, revision)
     except ValueError as exc:  # a format version this textgen cannot read
@@ -205,6 +210,8 @@ def _decode_path(model, dt, quantize: str | None, runtime: str | None, dtype_ask
         elif dt != torch.float32:  # the int8 kernels read and return fp32; the small matrices stay fp32
             model.float()
             dt = torch.float32
+    if int8 is None and model.dtype != dt:
+        model.to(dt)
     return quant, int8, run, None, dt
 
 
