@@ -113,6 +113,24 @@ def test_int8_steps_follow_the_fp32_steps(model):
     assert not torch.allclose(ref, quant, atol=1e-5)  # int8 really ran
 
 
+@pytest.mark.parametrize("vnni", [True, False])
+def test_int8_weights_are_7_bit_where_the_cpu_has_no_vnni(model, monkeypatch, vnni):
+    """Without VNNI, x86 int8 kernels sum pairs of products into 16 bits, which full-range
+    weights saturate: the graph's weights then keep to 7 bits."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from textgen import device, onnx_graph
+
+    monkeypatch.setattr(device, "cpu_has_int8_dot", lambda: vnni)
+    graph = onnx.load_from_string(onnx_graph.build(model, int8=True))
+    weights = [numpy_helper.to_array(t) for t in graph.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert weights  # the products are quantized
+    widest = max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+    assert widest == 127 if vnni else 60 <= widest <= 64
+
+
 def test_the_session_follows_torchs_thread_count(model):
     from textgen.onnx_step import OnnxGPT2Step
 

@@ -20,6 +20,18 @@ def cpu_has_fast_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+@lru_cache(maxsize=1)
+def cpu_has_int8_dot() -> bool:
+    """True when the CPU multiplies int8 by uint8 into 32-bit sums in one instruction (VNNI:
+    AVX512-VNNI, AVX-VNNI or AMX). Without it, x86 kernels sum pairs into 16 bits first,
+    which saturates for full-range int8 weights."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
 def resolve_device(device: str | None = None):
     """"auto"/None → CUDA when present, else CPU; anything else is passed to torch.device."""
     import torch
