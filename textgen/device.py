@@ -22,14 +22,14 @@ def cpu_has_fast_bf16() -> bool:
 
 @lru_cache(maxsize=1)
 def cpu_has_int8_dot() -> bool:
-    """True when the CPU multiplies int8 by uint8 into 32-bit sums in one instruction (VNNI:
-    AVX512-VNNI, AVX-VNNI or AMX). Without it, x86 kernels sum pairs into 16 bits first,
-    which saturates for full-range int8 weights."""
+    """True when the CPU multiplies 8-bit integers into 32-bit sums in one instruction (x86's
+    VNNI: AVX512-VNNI, AVX-VNNI or AMX; ARM's dot product). Without it, x86 kernels sum pairs
+    into 16 bits first, which saturates for full-range int8 weights."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
-    return any(flag in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    return any(flag in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp"))
 
 
 def resolve_device(device: str | None = None):
