@@ -6,8 +6,8 @@ CPU (benchmarks/README.md, "Beside CTranslate2"). ONNX Runtime runs the same ste
 in C++ (about a microsecond a node), with MLAS int8 kernels that use AVX-512 VNNI where the
 CPU has it. The graph is written node by node over the model's own weights (`textgen.onnx_graph`), with
 ONNX Runtime's fused transformer operators, its weight matrices quantized by ONNX Runtime's own
-dynamic quantization (int8 weights with a scale per output channel; activations quantized per
-call). The sampling loop and the keyword rules stay ours, and the key/value cache is the
+dynamic quantization (int8 weights with a scale per output channel, 7-bit where the CPU has
+no VNNI; activations quantized per call). The sampling loop and the keyword rules stay ours, and the key/value cache is the
 caller's (`textgen.steppers`): the graph takes each row's token and position and the cache,
 returns the logits, and writes this step's keys and values into the cache in place.
 
