@@ -8,28 +8,28 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 @lru_cache(maxsize=1)
+def _cpu_flags() -> str:
+    """/proc/cpuinfo's text ("" where there is none), read once."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def cpu_has_fast_bf16() -> bool:
     """True when the CPU has native bf16 matmul instructions (AVX512-BF16 or AMX).
 
     Without them PyTorch emulates bf16 and it is slower than fp32, so we keep fp32.
     """
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    flags = _cpu_flags()
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-@lru_cache(maxsize=1)
 def cpu_has_int8_dot() -> bool:
     """True when the CPU multiplies 8-bit integers into 32-bit sums in one instruction (x86's
     VNNI: AVX512-VNNI, AVX-VNNI or AMX; ARM's dot product). Without it, x86 kernels sum pairs
     into 16 bits first, which saturates for full-range int8 weights."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(flag in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp"))
+    return any(flag in _cpu_flags() for flag in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp"))
 
 
 def resolve_device(device: str | None = None):

@@ -135,6 +135,8 @@ def load(source: str | Path, *, device: str | None = None, dtype: str | None = N
          runtime: str | None = None) -> LoadedModel:
     """Load model and tokenizer safely; resolve device, dtype, quantization and the runtime of
     the decode steps now."""
+    import torch
+
     from .device import resolve_device, resolve_dtype
     from .onnx_step import check_runtime
     from .quantize import resolve_quantize
@@ -149,8 +151,6 @@ def load(source: str | Path, *, device: str | None = None, dtype: str | None = N
     # on the CPU the weights are read in fp32 and cast after the decode path is chosen: the
     # fp32 paths (ONNX Runtime's graph, the int8 kernels) then start from the file's exact
     # values, not bf16-rounded ones
-    import torch
-
     model, tokenizer = _from_pretrained(where, local, torch.float32 if dev.type == "cpu" else dt, revision)
     try:
         fmt = PromptFormat.load(where) if local else _hub_format(where, revision)
@@ -180,7 +180,8 @@ def _decode_path(model, dt, quantize: str | None, runtime: str | None, dtype_ask
     ONNX Runtime's graph (`textgen.onnx_step`) is built in fp32 and takes int8 weights on
     every matrix unless told "none"; PyTorch's lean path takes fbgemm's int8 only where a
     matrix is big enough to gain. A dtype asked for explicitly with quantize "none" keeps
-    PyTorch, which runs that dtype."""
+    PyTorch, which runs that dtype. Both fp32 paths run on the CPU, where `load` reads the
+    weights in fp32; the model is cast to the dtype returned here."""
     import torch
 
     from .onnx_graph import graph_fits
@@ -195,10 +196,8 @@ def _decode_path(model, dt, quantize: str | None, runtime: str | None, dtype_ask
         from .onnx_step import OnnxGPT2Step
 
         quant = "none" if quantize == "none" else "int8"
-        if dt != torch.float32:
-            model.float()
-            dt = torch.float32
-        return quant, None, run, OnnxGPT2Step(model, int8=quant == "int8"), dt
+        model.float()  # the graph is built from fp32 weights
+        return quant, None, run, OnnxGPT2Step(model, int8=quant == "int8"), torch.float32
     quant = resolve_quantize(quantize, lean=lean)
     int8 = None
     if quant == "int8":
@@ -207,11 +206,9 @@ def _decode_path(model, dt, quantize: str | None, runtime: str | None, dtype_ask
         int8 = Int8GPT2.from_model(model)
         if not int8.matrices:  # every matrix too small to gain
             quant, int8 = "none", None
-        elif dt != torch.float32:  # the int8 kernels read and return fp32; the small matrices stay fp32
-            model.float()
+        else:  # the int8 kernels read and return fp32; the small matrices stay fp32
             dt = torch.float32
-    if int8 is None and model.dtype != dt:
-        model.to(dt)
+    model.to(dt)
     return quant, int8, run, None, dt
 
 

@@ -146,7 +146,7 @@ class OnnxGPT2Step:
         """prompt (1, P) from position 0 → logits (1, V) after it; its keys and values are
         written at positions 0 … P - 1 of the caches (L, 1, H, T, D)."""
         tokens = prompt.to(torch.long).contiguous()
-        positions = torch.arange(tokens.shape[1], dtype=torch.long)[None, :]
+        positions = torch.arange(tokens.shape[1])[None, :]
         session = self.session()
         binding, logits = self._bind_caches(session, keys, values, 1)  # once per prompt: not kept
         binding.bind_cpu_input("tokens", tokens.numpy())
