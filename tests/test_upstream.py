@@ -2,6 +2,7 @@
 tiny end-to-end build from fixture corpora in the upstream layouts (written here)."""
 import dataclasses
 import json
+import shutil
 
 import pytest
 
@@ -280,6 +281,12 @@ def test_tiny_build_from_fixture_wikipedia_is_sharded_and_loads_with_both_loader
     assert result[0].tokens > 0
     card = (out / "README.md").read_text(encoding="utf-8")
     assert "CC BY-SA 3.0" in card and "Wikipedia contributors" in card and "--corpus-dir PATH" in card
+    # a restarted build, in a work folder that holds only the corpus CSV it wrote, reads it there
+    (tmp_path / "restart").mkdir()
+    shutil.copyfile(tmp_path / "work" / "corpus.csv", tmp_path / "restart" / "corpus.csv")
+    again = builtin.build("en", tmp_path / "again", tmp_path / "restart", n_novelty=2,
+                          corpus=tmp_path / "restart" / "corpus.csv")
+    assert again["rows"] == 60 and has_weights(tmp_path / "again")
 
 
 def test_rebuild_without_a_corpus_dir_says_which_corpus_it_needs(tmp_path):

@@ -72,11 +72,18 @@ def _write_corpus(recipe: Recipe, csv_path: Path, corpus: Path | None, corpus_di
     if corpus is None:
         rows_written, chars = write_csv(_upstream_rows(recipe, corpus_dir, max_chars), csv_path)
     else:
-        shutil.copyfile(corpus, csv_path)
+        _copy_in(corpus, csv_path)
         prebuilt, _ = load_corpus(csv_path)
         rows_written, chars = len(prebuilt), sum(len(r.text) for r in prebuilt)
     print(f"corpus: {rows_written} rows, {chars:,} characters → {csv_path}", file=sys.stderr)
     return rows_written, chars
+
+
+def _copy_in(src: Path, dst: Path) -> None:
+    """Copy an earlier build's file into the work folder; it may already be that file (a
+    rebuild in the same work folder)."""
+    if not (dst.exists() and dst.samefile(src)):
+        shutil.copyfile(src, dst)
 
 
 def _write_words(recipe: Recipe, words_path: Path, words: Path | None) -> None:
@@ -84,7 +91,7 @@ def _write_words(recipe: Recipe, words_path: Path, words: Path | None) -> None:
     from .words import build_words, jieba_top_words
 
     if words is not None:
-        shutil.copyfile(words, words_path)
+        _copy_in(words, words_path)
     elif recipe.insert_words:
         listed = build_words(recipe.insert_words, recipe.insert_words_top)
         if recipe.hold_out_benchmark_words:
