@@ -52,6 +52,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.machine import cpu_kind
+
 MODES = ("off", "soft", "guaranteed")
 WORDS_EN = Path("/usr/share/dict/american-english")  # Debian package wamerican
 SEMCOR_COUNTS = Path("/usr/share/wordnet/cntlist.rev")  # Debian package wordnet-base
@@ -383,14 +385,6 @@ def _dumper(path: Path, language: str, pool: str):
     return dump
 
 
-def _native_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.keywords", description=__doc__.split("\n")[0])
     parser.add_argument("--sets", type=int, default=200, help="keyword sets per language")
@@ -435,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
             results[lang, pool] = measure(gen, sets, args.n, args.max_new_tokens, dump)
             pinned[lang, pool] = pinned_speed(gen, sets[:args.speed_sets], args.n, args.max_new_tokens)
             print(f"{lang}/{pool}: measured in {time.perf_counter() - start:.0f}s", file=sys.stderr)
-    cpu = "AVX-512 with native bf16" if _native_bf16() else "no native bf16 (AVX2 or less)"
+    cpu = cpu_kind()
     print(f"\n{args.sets} sets per language and pool ({min(args.sets, args.speed_sets)} for fixed-length "
           f"speed), n={args.n}, max_new_tokens={args.max_new_tokens}, {args.threads} torch thread(s), "
           f"CPU: {cpu}\n")

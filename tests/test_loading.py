@@ -141,6 +141,26 @@ def test_cpu_paths_start_from_the_files_exact_weights(bpe_model_dir, tmp_path):
     assert plain.dtype == torch.bfloat16 and next(plain.model.parameters()).dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize("cpuinfo, name, bf16, vnni, kind", [
+    ("model name\t: AMD EPYC 7B13\nflags\t\t: fpu sse avx2 fma\n", "AMD EPYC 7B13", False, False,
+     "AVX2 (no native bf16), no VNNI"),
+    ("model name\t: AMD EPYC 9B14\nflags\t\t: avx2 avx512f avx512_vnni avx512_bf16\n", "AMD EPYC 9B14", True, True,
+     "AVX-512 with native bf16, with VNNI"),
+    ("flags\t\t: avx2 avx_vnni\n", "CPU", False, True, "AVX2 (no native bf16), with VNNI"),
+    ("", "CPU", False, False, "unknown"),
+])
+def test_the_cpu_kind_is_read_from_its_flags(monkeypatch, cpuinfo, name, bf16, vnni, kind):
+    import torch
+
+    from benchmarks.machine import cpu_kind
+    from textgen import device
+
+    monkeypatch.setattr(device, "_cpu_flags", lambda: cpuinfo)
+    assert (device.cpu_name(), device.cpu_has_fast_bf16(), device.cpu_has_int8_dot(), cpu_kind()) == \
+        (name, bf16, vnni, kind)
+    assert device.resolve_dtype(torch.device("cpu")) == (torch.bfloat16 if bf16 else torch.float32)
+
+
 def test_import_is_light():
     code = ("import sys, textgen, textgen.cli; "
             "bad = [m for m in ('gradio', 'finetune', 'torch', 'transformers') if m in sys.modules]; "

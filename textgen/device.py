@@ -16,6 +16,14 @@ def _cpu_flags() -> str:
         return ""
 
 
+def cpu_name() -> str:
+    """The CPU's model name as the kernel reports it ("CPU" where it does not)."""
+    for line in _cpu_flags().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "CPU"
+
+
 def cpu_has_fast_bf16() -> bool:
     """True when the CPU has native bf16 matmul instructions (AVX512-BF16 or AMX).
 

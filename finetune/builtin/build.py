@@ -215,14 +215,9 @@ def ship(src: Path, out: Path) -> None:
 
 
 def _hardware() -> str:
-    cpu = "CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from textgen.device import cpu_name
+
+    cpu = cpu_name()
     gpu = ""
     try:
         import torch
