@@ -89,8 +89,9 @@ def _step_ms(model, int8, rows: int) -> str:
     import torch
 
     from textgen.batching import SlotStepper
+    from textgen.steppers import DecodePath
 
-    stepper = SlotStepper(model, rows, 256, int8)
+    stepper = SlotStepper(model, rows, 256, DecodePath(int8=int8))
     stepper.reserve(rows, 256)
     with torch.inference_mode():
         for r in range(rows):

@@ -47,12 +47,12 @@ def build_random_gpt2(folder: Path, tokenizer_from: Path) -> Path:
 
 def scored_steps(loaded, path, prompt: list[int], ids: list[int]):
     """Log-probabilities (T, V) the decode path gives before each of `ids`, after `prompt`.
-    path: (int8, fast) as `stepper_for` takes them."""
+    path: a `textgen.steppers.DecodePath`."""
     import torch
 
     from textgen.steppers import stepper_for
 
-    stepper = stepper_for(loaded.model, 1, len(prompt) + len(ids), *path)
+    stepper = stepper_for(loaded.model, 1, len(prompt) + len(ids), path)
     with torch.inference_mode():
         rows = [stepper.prefill(torch.tensor([prompt]))]
         for token in ids[:-1]:
@@ -65,7 +65,7 @@ def greedy(loaded, prompt: list[int], tokens: int) -> list[int]:
 
     from textgen.steppers import stepper_for
 
-    stepper = stepper_for(loaded.model, 1, len(prompt) + tokens, None)
+    stepper = stepper_for(loaded.model, 1, len(prompt) + tokens)
     out = []
     with torch.inference_mode():
         logits = stepper.prefill(torch.tensor([prompt]))
@@ -82,11 +82,12 @@ def compare(folder: Path, docs, prompts: int, tokens: int) -> dict:
     from textgen.prompt import encode_prompt
     from textgen.onnx_step import OnnxGPT2Step, onnx_available
     from textgen.quantize import Int8GPT2
+    from textgen.steppers import DecodePath
 
     loaded = load(folder, dtype="float32", quantize="none", runtime="torch")
-    paths = {"fp32": (None, None), "int8": (Int8GPT2.from_model(loaded.model), None)}
+    paths = {"fp32": DecodePath(), "int8": DecodePath(int8=Int8GPT2.from_model(loaded.model))}
     if onnx_available():
-        paths["int8 onnx"] = (None, OnnxGPT2Step(loaded.model))
+        paths["int8 onnx"] = DecodePath(graph=OnnxGPT2Step(loaded.model))
     tok, fmt = loaded.tokenizer, loaded.fmt
     eos = tok.convert_tokens_to_ids(fmt.eos)
     nll = dict.fromkeys(paths, 0.0)

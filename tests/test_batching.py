@@ -8,7 +8,7 @@ import torch
 from textgen import Generator
 from textgen.batching import DecodeLoop, SlotStepper
 from textgen.decoding import Rows, SamplingSettings
-from textgen.steppers import GPT2Stepper
+from textgen.steppers import DecodePath, GPT2Stepper
 
 REQUESTS = [  # (title, keywords, n, max_new_tokens, mode, seed): different lengths and rules
     ("Storm", ["sea", "night"], 2, 24, "guaranteed", 1),
@@ -48,7 +48,7 @@ def test_slot_steps_equal_the_plain_steps_at_any_position(model, steps):
         with torch.inference_mode():
             out = [plain.prefill(prompt)] + [plain.step(torch.tensor([t, t])) for t in tokens[:-1]]
         expected[name] = torch.stack(out)  # (steps, 2, V)
-    slots = SlotStepper(model, 5, 16, fast=fast)
+    slots = SlotStepper(model, 5, 16, DecodePath(graph=fast))
     slots.reserve(2, 4)
     slots.reserve(4, 10)  # grown while nothing is in it yet; then grown with a request inside
     with torch.inference_mode():

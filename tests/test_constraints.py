@@ -274,8 +274,7 @@ def test_off_adds_nothing_and_output_is_unchanged(bpe_model_dir, load):
     with torch.inference_mode():
         out, _ = sample(loaded.model, prompt, SamplingSettings(n=3, max_new_tokens=20, temperature=0.9, top_k=30,
                                                                top_p=0.9), end_ids=backend.end_ids,
-                        processors=[GeneratedRepetitionPenalty(1.2, len(prompt))], int8=loaded.int8,
-                        fast=loaded.fast)
+                        processors=[GeneratedRepetitionPenalty(1.2, len(prompt))], path=loaded.decode_path)
     direct = [gen._decode(backend, row[len(prompt):].tolist()) for row in out]
     assert [direct[c.index] for c in result] == [c.text for c in result]
 

@@ -37,8 +37,8 @@ def test_n_candidates_sampled_in_one_batched_call(bpe_gen, monkeypatch):
     made, steps = [], []
     real = decoding.stepper_for
 
-    def spy(model, n, max_len, int8=None, fast=None):
-        stepper = real(model, n, max_len, int8, fast)
+    def spy(model, n, max_len, path=None):
+        stepper = real(model, n, max_len, path)
         made.append(n)
         step = stepper.step
         stepper.step = lambda tokens: (steps.append(tuple(tokens.shape)), step(tokens))[1]

@@ -20,9 +20,9 @@ def model(bpe_model_dir):
 
 
 def _steps(model, fast, n=3):
-    from textgen.steppers import GPT2Stepper
+    from textgen.steppers import DecodePath, GPT2Stepper
 
-    stepper = GPT2Stepper(model, n, PROMPT.shape[1] + len(TOKENS) + 3, fast=fast)
+    stepper = GPT2Stepper(model, n, PROMPT.shape[1] + len(TOKENS) + 3, DecodePath(graph=fast))
     with torch.inference_mode():
         out = [stepper.prefill(PROMPT)]
         out += [stepper.step(t[:n]) for t in TOKENS]
@@ -153,9 +153,9 @@ def test_runtime_choices_and_refusals(bpe_model_dir, monkeypatch):
     from textgen.loading import load
 
     auto = load(bpe_model_dir)
-    assert auto.quantize == "int8" and auto.runtime == "onnx" and auto.fast is not None
+    assert auto.quantize == "int8" and auto.runtime == "onnx" and auto.decode_path.graph is not None
     torch_run = load(bpe_model_dir, runtime="torch")
-    assert torch_run.runtime == "torch" and torch_run.fast is None
+    assert torch_run.runtime == "torch" and torch_run.decode_path.graph is None
     plain = load(bpe_model_dir, quantize="none")  # the graph in fp32
     assert plain.runtime == "onnx" and plain.quantize == "none" and plain.dtype == torch.float32
     kept = load(bpe_model_dir, quantize="none", dtype="bfloat16")  # a dtype asked for stays PyTorch's
@@ -184,7 +184,7 @@ def test_heads_the_graph_cannot_run_keep_pytorchs_path(tmp_path):
 
     folder = _save_model(make_bpe_tokenizer(), tmp_path, PromptFormat(), n_embd=24, n_head=2)
     loaded = load(folder)
-    assert loaded.runtime == "torch" and loaded.fast is None
+    assert loaded.runtime == "torch" and loaded.decode_path.graph is None
     with pytest.raises(ValueError, match=r"runtime: onnx is not available here .*multiple of 8 wide"):
         load(folder, runtime="onnx")
     with pytest.raises(ValueError, match="attention heads a multiple of 8 wide, not 12"):
@@ -244,9 +244,9 @@ def test_batched_requests_on_onnx_keep_their_keywords(bpe_model_dir):
 
 def test_a_step_past_the_cache_is_refused(model):
     from textgen.onnx_step import OnnxGPT2Step
-    from textgen.steppers import GPT2Stepper
+    from textgen.steppers import DecodePath, GPT2Stepper
 
-    stepper = GPT2Stepper(model, 1, 3, fast=OnnxGPT2Step(model, int8=False))
+    stepper = GPT2Stepper(model, 1, 3, DecodePath(graph=OnnxGPT2Step(model, int8=False)))
     with torch.inference_mode():
         stepper.prefill(torch.tensor([[5, 17]]))
         stepper.step(torch.tensor([7]))  # the third token: the cache is full

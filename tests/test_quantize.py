@@ -20,9 +20,9 @@ def every_matrix_int8(monkeypatch):
 
 
 def _steps(model, int8, prompt, tokens, n):
-    from textgen.steppers import GPT2Stepper
+    from textgen.steppers import DecodePath, GPT2Stepper
 
-    stepper = GPT2Stepper(model, n, prompt.shape[1] + len(tokens) + 1, int8)
+    stepper = GPT2Stepper(model, n, prompt.shape[1] + len(tokens) + 1, DecodePath(int8=int8))
     with torch.inference_mode():
         out = [stepper.prefill(prompt)]
         out += [stepper.step(t) for t in tokens]
@@ -67,7 +67,7 @@ def test_quantize_choices_and_refusals(bpe_model_dir):
 
     assert load(bpe_model_dir, runtime="torch").quantize == "int8"  # the default on this CPU: the lean path applies
     plain = load(bpe_model_dir, quantize="none", runtime="torch")
-    assert plain.quantize == "none" and plain.int8 is None
+    assert plain.quantize == "none" and plain.decode_path.int8 is None
     with pytest.raises(ValueError, match=r"quantize: must be one of auto, none, int8, got 'int4'"):
         load(bpe_model_dir, quantize="int4")
     with pytest.raises(ValueError, match=r"quantize: must be one of auto, none, int8, got 'fast'"):
@@ -109,9 +109,9 @@ def test_generation_with_int8_streams_what_it_returns_and_keeps_the_keywords(bpe
 
 def test_int8_weights_need_an_fp32_model(bpe_model_dir):
     from textgen.quantize import Int8GPT2
-    from textgen.steppers import GPT2Stepper
+    from textgen.steppers import DecodePath, GPT2Stepper
 
     model = trained_like(bpe_model_dir)
     int8 = Int8GPT2.from_model(model)
     with pytest.raises(ValueError, match="int8 weights go with an fp32 model"):
-        GPT2Stepper(model.to(torch.bfloat16), 1, 8, int8)
+        GPT2Stepper(model.to(torch.bfloat16), 1, 8, DecodePath(int8=int8))

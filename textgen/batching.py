@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .decoding import Rows, choose_together
-from .steppers import GPT2Stepper
+from .steppers import DecodePath, GPT2Stepper
 
 
 class SlotStepper(GPT2Stepper):
@@ -34,8 +34,8 @@ class SlotStepper(GPT2Stepper):
     The cache grows with what the requests need (`reserve`), up to `rows` × `max_len`: a
     full one for a 124M GPT-2 would hold gigabytes nobody uses."""
 
-    def __init__(self, model, rows: int, max_len: int, int8=None, fast=None) -> None:
-        super().__init__(model, 1, 1, int8, fast)
+    def __init__(self, model, rows: int, max_len: int, path: DecodePath | None = None) -> None:
+        super().__init__(model, 1, 1, path)
         self.most_rows, self.most_len = rows, max_len
         self.keys = self.values = torch.zeros((len(self.blocks), 0, self.heads, 0, self.head_dim),
                                               dtype=self.wte.dtype)
@@ -67,7 +67,7 @@ class SlotStepper(GPT2Stepper):
         P = prompt.shape[1]
         if P > self.max_len:
             raise ValueError(f"sequence of {P} tokens exceeds the cache of {self.max_len}")
-        if self.fast is not None:  # the same graph as the steps, at batch size 1
+        if self.graph is not None:  # the same graph as the steps, at batch size 1
             logits = self._prefill_graph(prompt, first, n)
             self.lengths[first:first + n] = P
             return logits
@@ -93,8 +93,8 @@ class SlotStepper(GPT2Stepper):
         end = int(pos.max()) + 1
         if end > self.max_len:
             raise ValueError(f"sequence of {end} tokens exceeds the cache of {self.max_len}")
-        if self.fast is not None:  # the graph reads each row's past and writes its new key and value, in place
-            logits = self.fast.step(tokens, pos, self.keys[:, :R], self.values[:, :R])
+        if self.graph is not None:  # the graph reads each row's past and writes its new key and value, in place
+            logits = self.graph.step(tokens, pos, self.keys[:, :R], self.values[:, :R])
             self.lengths[:R] = pos + 1
             return logits
         rows = torch.arange(R)
@@ -141,10 +141,10 @@ class DecodeLoop:
     `rows`: how many rows (a request has n) run at once; a request that does not fit waits
     for rows to free up, in order of arrival."""
 
-    def __init__(self, model, int8=None, *, fast=None, rows: int = 32, context: int | None = None) -> None:
+    def __init__(self, model, path: DecodePath | None = None, *, rows: int = 32, context: int | None = None) -> None:
         if not GPT2Stepper.supports(model):
             raise ValueError("continuous batching runs on the lean CPU path of a GPT-2 model only")
-        self.model, self.int8, self.fast, self.capacity = model, int8, fast, rows
+        self.model, self.path, self.capacity = model, path, rows
         self.context = context or model.config.n_positions
         self._stepper: SlotStepper | None = None  # its cache is made at the first request
         self._cond = threading.Condition()
@@ -200,7 +200,7 @@ class DecodeLoop:
 
     def _step(self, active: list[_Job], joining: list[_Job]) -> None:
         if self._stepper is None:
-            self._stepper = SlotStepper(self.model, self.capacity, self.context, self.int8, self.fast)
+            self._stepper = SlotStepper(self.model, self.capacity, self.context, self.path)
         stepper = self._stepper
         if joining:
             last = joining[-1]

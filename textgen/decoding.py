@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .steppers import stepper_for
+from .steppers import DecodePath, stepper_for
 
 @dataclass(frozen=True)
 class SamplingSettings:
@@ -246,7 +246,7 @@ def _draw(key: tuple | None, requests: list[Rows], scores: list[torch.Tensor]) -
 
 def sample(model, prompt_ids: Sequence[int], settings: SamplingSettings, *, end_ids: Sequence[int],
            processors: Sequence[Callable] = (), on_step: Callable[[list[int]], None] | None = None,
-           stop: threading.Event | None = None, int8=None, fast=None,
+           stop: threading.Event | None = None, path: DecodePath | None = None,
            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample `settings.n` continuations of `prompt_ids` in one batch.
 
@@ -254,8 +254,7 @@ def sample(model, prompt_ids: Sequence[int], settings: SamplingSettings, *, end_
     min-new-tokens rule and the warpers (repetition penalty, keyword steering).
     on_step: receives each step's new token per row (a finished row repeats `end_ids[0]`).
     stop: when set, sampling ends after the current step.
-    int8: the model's int8 matrices (`textgen.quantize.Int8GPT2`), for the lean CPU path.
-    fast: the model's `textgen.onnx_step.OnnxGPT2Step`, to run its decode steps there.
+    path: what else runs the lean CPU path (int8 matrices or ONNX Runtime's graph), as loaded.
     generator: the random numbers to draw with (torch's global ones when None).
 
     Returns (sequences (n, P + T) with the prompt, log-probabilities (n, T) of the sampled
@@ -265,7 +264,7 @@ def sample(model, prompt_ids: Sequence[int], settings: SamplingSettings, *, end_
                 generator=generator, device=model.device)
     if settings.max_new_tokens <= 0:
         return rows.result()
-    stepper = stepper_for(model, settings.n, len(prompt_ids) + settings.max_new_tokens, int8, fast)
+    stepper = stepper_for(model, settings.n, len(prompt_ids) + settings.max_new_tokens, path)
     logits = stepper.prefill(rows.prompt)  # (n, V)
     while True:
         token, more = rows.choose(logits)

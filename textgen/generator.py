@@ -286,7 +286,7 @@ class Generator:
     def _wrap(self, loaded: LoadedModel) -> Backend:
         backend = Backend.wrap(loaded)
         if self._batch_rows > 0 and GPT2Stepper.supports(loaded.model):
-            backend.loop = DecodeLoop(loaded.model, loaded.int8, fast=loaded.fast, rows=self._batch_rows,
+            backend.loop = DecodeLoop(loaded.model, loaded.decode_path, rows=self._batch_rows,
                                       context=backend.context)
         return backend
 
@@ -301,8 +301,8 @@ class Generator:
             return req.backend.loop.run(rows)
         with torch.inference_mode():
             return sample(loaded.model, req.prompt_ids, settings, end_ids=req.backend.end_ids,
-                          processors=processors, on_step=streamer, stop=stop, int8=loaded.int8,
-                          fast=loaded.fast, generator=generator)
+                          processors=processors, on_step=streamer, stop=stop, path=loaded.decode_path,
+                          generator=generator)
 
     def _decode(self, backend: Backend, ids: Sequence[int]) -> str:
         return decode_text(backend.loaded.tokenizer, ids, end_ids=backend.end_ids,

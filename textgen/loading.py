@@ -32,10 +32,9 @@ class LoadedModel:
     name: str
     device: Any
     dtype: Any
-    quantize: str = "none"  # "int8": `int8` holds the model's int8 matrices for the CPU decode path
-    int8: Any = None
-    runtime: str = "torch"  # "onnx": `fast` runs the int8 decode steps in ONNX Runtime
-    fast: Any = None
+    quantize: str = "none"  # "int8": int8 weights on the CPU decode path
+    runtime: str = "torch"  # "onnx": ONNX Runtime runs the decode steps
+    decode_path: Any = None  # a `textgen.steppers.DecodePath`: the int8 matrices or ONNX Runtime's graph
 
 
 def builtin_models() -> dict[str, Path]:
@@ -169,13 +168,13 @@ def load(source: str | Path, *, device: str | None = None, dtype: str | None = N
         add_special_tokens(tokenizer, fmt)  # only sets pad = eos for plain models
     model.to(dev).eval()
     name = Path(where).name if local else where
-    quant, int8, run, fast, dt = _decode_path(model, dt, quantize, runtime, dtype)
+    quant, run, path, dt = _decode_path(model, dt, quantize, runtime, dtype)
     return LoadedModel(model=model, tokenizer=tokenizer, fmt=fmt, name=name, device=dev, dtype=dt,
-                       quantize=quant, int8=int8, runtime=run, fast=fast)
+                       quantize=quant, runtime=run, decode_path=path)
 
 
 def _decode_path(model, dt, quantize: str | None, runtime: str | None, dtype_asked: str | None):
-    """What runs the decode steps, with which weights: (quantize, int8, runtime, fast, dtype).
+    """What runs the decode steps, with which weights: (quantize, runtime, DecodePath, dtype).
 
     ONNX Runtime's graph (`textgen.onnx_step`) is built in fp32 and takes int8 weights on
     every matrix unless told "none"; PyTorch's lean path takes fbgemm's int8 only where a
@@ -187,7 +186,7 @@ def _decode_path(model, dt, quantize: str | None, runtime: str | None, dtype_ask
     from .onnx_graph import graph_fits
     from .onnx_step import resolve_runtime
     from .quantize import resolve_quantize
-    from .steppers import GPT2Stepper
+    from .steppers import DecodePath, GPT2Stepper
 
     lean = GPT2Stepper.supports(model)
     keeps_dtype = quantize == "none" and dtype_asked not in (None, "auto", "float32")
@@ -197,19 +196,19 @@ def _decode_path(model, dt, quantize: str | None, runtime: str | None, dtype_ask
 
         quant = "none" if quantize == "none" else "int8"
         model.float()  # the graph is built from fp32 weights
-        return quant, None, run, OnnxGPT2Step(model, int8=quant == "int8"), torch.float32
+        return quant, run, DecodePath(graph=OnnxGPT2Step(model, int8=quant == "int8")), torch.float32
     quant = resolve_quantize(quantize, lean=lean)
-    int8 = None
+    path = DecodePath()
     if quant == "int8":
         from .quantize import Int8GPT2
 
         int8 = Int8GPT2.from_model(model)
         if not int8.matrices:  # every matrix too small to gain
-            quant, int8 = "none", None
+            quant = "none"
         else:  # the int8 kernels read and return fp32; the small matrices stay fp32
-            dt = torch.float32
+            path, dt = DecodePath(int8=int8), torch.float32
     model.to(dt)
-    return quant, int8, run, None, dt
+    return quant, run, path, dt
 
 
 def _hub_format(repo: str, revision: str | None) -> PromptFormat | None:

@@ -14,10 +14,10 @@ Two implementations with one interface (`prefill`, `step`):
   first request. The weights are the model's own tensors (nothing is copied or converted),
   and tests/test_decoding.py checks it against the transformers forward.
 
-With int8 weights (`textgen.quantize`) the lean path multiplies by fbgemm's int8 kernels
-instead and runs in fp32 around them. With `fast` (`textgen.onnx_step`, the default where
-onnxruntime is installed) the decode steps run as one ONNX Runtime graph on this stepper's
-cache, and only the prompt runs here.
+A `DecodePath` says what else runs the lean path. With int8 weights (`textgen.quantize`) it
+multiplies by fbgemm's int8 kernels and runs in fp32 around them. With the graph
+(`textgen.onnx_step`, the default where onnxruntime is installed) the prompt and the decode
+steps run as one ONNX Runtime graph on this stepper's cache.
 
 Both take the prompt at batch size 1 and repeat its cache for the n rows: every row starts
 from the same prompt, so there is no padding and no attention mask.
@@ -25,6 +25,8 @@ from the same prompt, so there is no padding and no attention mask.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -69,18 +71,28 @@ class HFStepper:
         return out.logits[:, -1, :].float()
 
 
+@dataclass(frozen=True)
+class DecodePath:
+    """What runs a GPT-2's decode steps besides torch's own ops, at most one of the two
+    (`textgen.loading` picks): `int8`, the model's `textgen.quantize.Int8GPT2`, multiplies by
+    int8 weights; `graph`, its `textgen.onnx_step.OnnxGPT2Step`, runs the whole step in ONNX
+    Runtime."""
+
+    int8: Any = None
+    graph: Any = None
+
+
 class GPT2Stepper:
     """Decode steps of a GPT2LMHeadModel in eval mode on the CPU (see the module docstring)."""
 
-    def __init__(self, model, n: int, max_len: int, int8=None, fast=None) -> None:
-        """int8: the model's `textgen.quantize.Int8GPT2`, to multiply by int8 weights.
-        fast: the model's `textgen.onnx_step.OnnxGPT2Step`, to run the decode steps (the
-        prompt still runs here)."""
+    def __init__(self, model, n: int, max_len: int, path: DecodePath | None = None) -> None:
         config = model.config
         t = model.transformer
         self.n, self.max_len = n, max_len
+        path = path or DecodePath()
+        int8 = path.int8
         # the graph was built in fp32: a model cast since (to float64, say) runs its own way
-        self.fast = fast if t.wte.weight.dtype == torch.float32 else None
+        self.graph = path.graph if t.wte.weight.dtype == torch.float32 else None
         self.heads, self.width = config.n_head, config.n_embd
         self.head_dim = self.width // self.heads
         self.eps = config.layer_norm_epsilon
@@ -118,7 +130,7 @@ class GPT2Stepper:
 
     def prefill(self, prompt: torch.Tensor) -> torch.Tensor:
         """prompt (1, P) → next-token logits (n, V) in float32."""
-        if self.fast is not None:
+        if self.graph is not None:
             P = prompt.shape[1]
             if self.length or P > self.max_len:
                 raise ValueError(f"a prompt of {P} tokens, at the start, fits the cache of {self.max_len}")
@@ -131,18 +143,18 @@ class GPT2Stepper:
         """The prompt (1, P) through the ONNX graph into row `first`'s cache, copied to the next
         n - 1 rows (each starts from the prompt) → logits (n, V)."""
         P = prompt.shape[1]
-        logits = self.fast.prefill(prompt, self.keys[:, first:first + 1], self.values[:, first:first + 1])
+        logits = self.graph.prefill(prompt, self.keys[:, first:first + 1], self.values[:, first:first + 1])
         self.keys[:, first + 1:first + n, :, :P] = self.keys[:, first:first + 1, :, :P]
         self.values[:, first + 1:first + n, :, :P] = self.values[:, first:first + 1, :, :P]
         return logits.repeat(n, 1)
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (n,) → next-token logits (n, V) in float32."""
-        if self.fast is not None:
+        if self.graph is not None:
             if self.length + 1 > self.max_len:
                 raise ValueError(f"sequence of {self.length + 1} tokens exceeds the cache of {self.max_len}")
             positions = torch.full((tokens.shape[0],), self.length, dtype=torch.long)
-            logits = self.fast.step(tokens, positions, self.keys, self.values)
+            logits = self.graph.step(tokens, positions, self.keys, self.values)
             self.length += 1
             return logits
         return self._forward(tokens[:, None])
@@ -181,9 +193,8 @@ def _dense(weight: torch.Tensor, bias: torch.Tensor):
     return lambda x: torch.addmm(bias, x, weight)
 
 
-def stepper_for(model, n: int, max_len: int, int8=None, fast=None) -> HFStepper | GPT2Stepper:
-    """The fast GPT-2 path where it applies (with int8 weights, or ONNX Runtime's decode steps,
-    when given), else the model's own forward."""
+def stepper_for(model, n: int, max_len: int, path: DecodePath | None = None) -> HFStepper | GPT2Stepper:
+    """The lean GPT-2 path where it applies (on `path`), else the model's own forward."""
     if GPT2Stepper.supports(model):
-        return GPT2Stepper(model, n, max_len, int8, fast)
+        return GPT2Stepper(model, n, max_len, path)
     return HFStepper(model, n)
