@@ -161,6 +161,41 @@ def test_the_cpu_kind_is_read_from_its_flags(monkeypatch, cpuinfo, name, bf16, v
     assert device.resolve_dtype(torch.device("cpu")) == (torch.bfloat16 if bf16 else torch.float32)
 
 
+@pytest.mark.parametrize("imported", [False, True], ids=["first-import", "imported"])
+def test_models_loaded_at_once_in_threads_are_whole(bpe_model_dir, bert_zh_model_dir, imported):
+    """The app loads models in threads (a preload, users' first requests); transformers builds
+    a model under process-wide state. In a fresh interpreter (transformers imported or not yet),
+    twelve loads of two models start together; each must come out as a sequential load does:
+    its weights on the CPU, the output layer tied to the embeddings, the same logits."""
+    script = f"""
+import threading, torch
+{"from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer" if imported else ""}
+from textgen.loading import load
+folders = [{str(bpe_model_dir)!r}, {str(bert_zh_model_dir)!r}] * 6
+start, out = threading.Barrier(len(folders)), {{}}
+def go(i):
+    start.wait()
+    try:
+        out[i] = load(folders[i], quantize="none", runtime="torch").model
+    except Exception as exc:
+        out[i] = exc
+threads = [threading.Thread(target=go, args=(i,)) for i in range(len(folders))]
+[t.start() for t in threads]; [t.join() for t in threads]
+alone = [load(f, quantize="none", runtime="torch").model for f in folders[:2]]
+ids = torch.tensor([[1, 5, 9, 3]])
+for i, model in sorted(out.items()):
+    assert not isinstance(model, Exception), f"load {{i}}: {{model!r}}"
+    assert all(p.device.type == "cpu" for p in model.parameters()), f"load {{i}}: weights left off the CPU"
+    assert model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr(), f"load {{i}}: untied"
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, alone[i % 2](ids).logits), f"load {{i}}: other logits"
+print("ok", len(out))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0 and "ok 12" in done.stdout, done.stderr[-3000:]
+
+
 def test_import_is_light():
     code = ("import sys, textgen, textgen.cli; "
             "bad = [m for m in ('gradio', 'finetune', 'torch', 'transformers') if m in sys.modules]; "

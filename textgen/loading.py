@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,11 @@ BUILTIN_BY_LANGUAGE = {"zh": "textgen-zh", "en": "textgen-en"}
 # Hub ids as the hub allows them: "name" or "owner/name", no dots-only parts, no "..".
 _HUB_ID = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$")
 _NO_NETWORK_HINT = "no network: choose a built-in model or a local folder"
+# transformers builds a model under process-wide state (parameters made on the meta device, the
+# default dtype), so two models built at once in two threads break each other: parameters left
+# on meta, tied weights untied and re-initialised at random. Loads take turns while they build
+# (a hub download in one makes the others wait); what follows (the decode path) runs side by side.
+_BUILDING = threading.Lock()
 
 
 class ModelLoadError(RuntimeError):
@@ -222,15 +228,17 @@ def _hub_format(repo: str, revision: str | None) -> PromptFormat | None:
 
 
 def _from_pretrained(where: str, local: bool, dtype, revision: str | None):
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    with _BUILDING:  # the import too: two threads importing transformers' lazy module at once fail
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     kwargs = dict(trust_remote_code=False, revision=revision, local_files_only=local)
     try:
         config = AutoConfig.from_pretrained(where, **kwargs)
         check_config(config.to_dict())
         tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(where, config=config, dtype=dtype,
-                                                     use_safetensors=True, **kwargs)
+        with _BUILDING:
+            model = AutoModelForCausalLM.from_pretrained(where, config=config, dtype=dtype,
+                                                         use_safetensors=True, **kwargs)
     except ModelLoadError:
         raise
     except (OSError, ValueError, EnvironmentError) as exc:
