@@ -309,7 +309,8 @@ class ModelRegistry:
                                  "choose a built-in or local model 请选择内置或本地模型")
         with self._lock:
             loading = self._loading.setdefault(entry.id, threading.Lock())
-        with loading:  # one load per model; other models load meanwhile (taking turns while transformers builds them)
+        # one load per model; other models load meanwhile (taking turns while transformers builds them)
+        with loading:
             with self._lock:
                 if entry.id in self._cache:
                     self._cache.move_to_end(entry.id)
