@@ -63,9 +63,11 @@ RECIPES = {
                  budget_minutes=70, sample_prompts=[
         ("春夜", ["月", "花"]), ("送别", ["江", "柳", "酒"]), ("秋思", ["雁", "霜"]), ("", ["山", "水", "云"])]),
     # en: English Wikipedia, one row per section ("Article: Section"); half the examples borrow
-    # 1-3 keywords of other rows, which teaches the model to write the keywords it is given
+    # 1-3 keywords of other rows, which teaches the model to write the keywords it is given.
+    # 100M characters hold all of enwiki's AA extract (99M): where the CPU has native bf16 the
+    # budget reaches 0.7 of an epoch of it, so no text is seen twice
     "en": Recipe("en", "textgen-en", epochs=1, preset="base", batch_size=16, max_length=256, lr=2e-3,
-                 eval_ratio=0.01, insert_keywords=0.5, corpus="wikiextractor", max_chars=64_000_000, pack=True,
+                 eval_ratio=0.01, insert_keywords=0.5, corpus="wikiextractor", max_chars=100_000_000, pack=True,
                  budget_minutes=70, sample_prompts=[
         ("Volcano", ["lava", "island"]), ("The history of tea", ["China", "trade"]),
         ("Morning run", ["park", "dog"]), ("", ["river", "bridge", "city"])]),
