@@ -155,7 +155,7 @@ def test_the_cpu_kind_is_read_from_its_flags(monkeypatch, cpuinfo, name, bf16, v
     from benchmarks.machine import cpu_kind
     from textgen import device
 
-    monkeypatch.setattr(device, "_cpu_flags", lambda: cpuinfo)
+    monkeypatch.setattr(device, "cpu_info", lambda: cpuinfo)
     assert (device.cpu_name(), device.cpu_has_fast_bf16(), device.cpu_has_int8_dot(), cpu_kind()) == \
         (name, bf16, vnni, kind)
     assert device.resolve_dtype(torch.device("cpu")) == (torch.bfloat16 if bf16 else torch.float32)

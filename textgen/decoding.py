@@ -176,9 +176,9 @@ class Rows:
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(sequences (n, P + T) with the prompt, log-probabilities (n, T) of the sampled tokens)."""
-        n = self.settings.n
-        log_probs = torch.stack(self.picked, dim=1) if self.picked else torch.zeros(n, 0, dtype=torch.float32, device=self.ends.device)
-        return self.input_ids, log_probs
+        if not self.picked:
+            return self.input_ids, torch.zeros(self.settings.n, 0, dtype=torch.float32, device=self.ends.device)
+        return self.input_ids, torch.stack(self.picked, dim=1)
 
 
 def choose_together(requests: Sequence[Rows], logits: Sequence[torch.Tensor]

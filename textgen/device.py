@@ -8,8 +8,8 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 @lru_cache(maxsize=1)
-def _cpu_flags() -> str:
-    """/proc/cpuinfo's text ("" where there is none), read once."""
+def cpu_info() -> str:
+    """/proc/cpuinfo's text ("" where there is none), read once: the CPU's name and flags."""
     try:
         return Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -18,7 +18,7 @@ def _cpu_flags() -> str:
 
 def cpu_name() -> str:
     """The CPU's model name as the kernel reports it ("CPU" where it does not)."""
-    for line in _cpu_flags().splitlines():
+    for line in cpu_info().splitlines():
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return "CPU"
@@ -29,7 +29,7 @@ def cpu_has_fast_bf16() -> bool:
 
     Without them PyTorch emulates bf16 and it is slower than fp32, so we keep fp32.
     """
-    flags = _cpu_flags()
+    flags = cpu_info()
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
@@ -37,7 +37,7 @@ def cpu_has_int8_dot() -> bool:
     """True when the CPU multiplies 8-bit integers into 32-bit sums in one instruction (x86's
     VNNI: AVX512-VNNI, AVX-VNNI or AMX; ARM's dot product). Without it, x86 kernels sum pairs
     into 16 bits first, which saturates for full-range int8 weights."""
-    return any(flag in _cpu_flags() for flag in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp"))
+    return any(flag in cpu_info() for flag in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp"))
 
 
 def resolve_device(device: str | None = None):
