@@ -24,7 +24,7 @@ _REVISION = re.compile(r"[\w.\-/]{1,128}")
 # Settings a resumed run must share with the run it continues (the rest may change).
 RESUME_FIELDS = ("base", "revision", "config", "method", "last_n", "lora_r", "lora_alpha", "max_length",
                  "batch_size", "eval_ratio", "seed", "keywords", "train_on_prompt", "insert_keywords",
-                 "insert_from", "insert_words")
+                 "insert_from", "insert_words", "insert_phrases")
 
 
 @dataclass
@@ -71,6 +71,9 @@ class TrainConfig:
                             choices=("keywords", "random", "words"))
     insert_words: str = spec("", "with --insert-from words: a UTF-8 text file of words to borrow, one per "
                                  "line (text after a tab is ignored), e.g. the vocabulary your users will type")
+    insert_phrases: float = spec(0.0, "with --insert-from random or words: share of the borrowed English "
+                                      "words that become two-word phrases (the word and another random "
+                                      "one): teaches the model to copy phrase keywords", low=0.0, high=1.0)
     pack: bool = spec(False, "lay the training examples end to end in blocks of --max-length tokens (no "
                              "padding, one shape): much faster pretraining from scratch on many short rows")
     eval_steps: int = spec(0, "evaluate every N steps (0: every 10% of the run)", low=0, high=10**7)

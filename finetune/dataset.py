@@ -29,6 +29,11 @@ or alike (a poetry corpus's classical words) lets a model learn the keywords the
 random word can only be predicted by copying it from the prompt. With ``insert_from="words"``
 they come from a word list the caller gives (``insert_words``), in the row's script: a
 vocabulary the corpus lacks (modern words for a classical corpus) that users will type.
+``insert_phrases`` makes that share of the borrowed Latin words (random or listed) two-word
+phrases, the first word and another random one: users type phrases ("civil war"), and a
+model copies a phrase's second word only where it learnt to. ``insert_within`` > 0 puts the
+words among the text's first that many tokens: packed blocks (`finetune.packing`) cut long
+examples, and a word in a piece cut off from its prompt could not be copied from it.
 """
 from __future__ import annotations
 
@@ -91,8 +96,10 @@ class ExampleDataset(Dataset):
     def __init__(self, rows: Sequence[Any], tokenizer, fmt: PromptFormat, max_length: int, *,
                  augment: bool, seed: int = 0, train_on_prompt: bool = False,
                  overlap: int | None = None, insert_keywords: float = 0.0,
-                 insert_from: str = "keywords", insert_words: Sequence[str] = ()) -> None:
+                 insert_from: str = "keywords", insert_words: Sequence[str] = (), insert_within: int = 0,
+                 insert_phrases: float = 0.0) -> None:
         self.rows, self.tokenizer, self.fmt = list(rows), tokenizer, fmt
+        self.insert_within, self.insert_phrases = insert_within, insert_phrases
         self.max_length, self.augment, self.seed = max_length, augment, seed
         self.train_on_prompt = train_on_prompt
         self.insert_keywords = insert_keywords if augment else 0.0
@@ -207,7 +214,12 @@ class ExampleDataset(Dataset):
             words = ["".join(rng.choices(self._hanzi, k=rng.randint(2, 3))) for _ in range(count + 3)]
         else:
             words = rng.sample(self._latin, min(len(self._latin), count + 3))
-        return [w for w in words if w not in own][:count]
+        words = [w for w in words if w not in own][:count]
+        if self.insert_phrases > 0 and self._latin:
+            # two words that never go together, as one keyword: only the prompt tells the second
+            words = [f"{w} {rng.choice(self._latin)}" if not has_cjk(w) and rng.random() < self.insert_phrases else w
+                     for w in words]
+        return words
 
     def _insert(self, text: list[int], words: list[str], rng: random.Random) -> tuple[list[int], list[str]]:
         """`text` with each word's tokens put at a random word boundary; the words placed."""
@@ -218,9 +230,11 @@ class ExampleDataset(Dataset):
             ids = self._word_ids.get(word)
             if ids is None:
                 ids = self.tokenizer.encode(word if cjk else " " + word, add_special_tokens=False)
-                if not (cjk and self.insert_from == "random"):  # made-up words rarely repeat: no cache
+                if not (cjk and self.insert_from == "random") and " " not in word:  # made-up words and
+                    # random phrases rarely repeat: no cache
                     self._word_ids[word] = ids
-            spots = [j for j in range(len(text) + 1)
+            last = min(len(text), self.insert_within) if self.insert_within else len(text)
+            spots = [j for j in range(last + 1)
                      if self._boundary(text, j, cjk) and not any(a < j < b for a, b in spans)]
             if not ids or not spots:
                 continue

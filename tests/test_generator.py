@@ -234,3 +234,10 @@ def test_a_paced_stream_wakes_its_reader_less_and_ends_the_same(bpe_gen):
 def test_a_bad_stream_interval_names_the_field(bpe_gen, interval):
     with pytest.raises(ValueError, match="interval"):
         next(bpe_gen.stream("Storm", "sea", interval=interval))
+
+
+def test_a_path_given_to_the_constructor_is_refused_with_the_call_to_use(bpe_model_dir):
+    for source in (str(bpe_model_dir), bpe_model_dir):
+        with pytest.raises(TypeError, match=r"Generator\.from_pretrained\("):
+            Generator(source)
+    assert Generator.from_pretrained(bpe_model_dir).generate("Storm", ["sea"], max_new_tokens=4, seed=0)

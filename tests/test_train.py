@@ -552,6 +552,43 @@ def test_random_insertion_borrows_words_of_the_texts_not_keywords(bpe_model_dir)
         ExampleDataset(rows, tok, fmt, 128, augment=True, insert_keywords=1.0, insert_from="dictionary")
 
 
+def _find(seq: list[int], part: list[int]) -> int:
+    return next((j for j in range(len(seq) - len(part) + 1) if seq[j:j + len(part)] == part), -1)
+
+
+@pytest.mark.parametrize("within", [0, 6])
+def test_random_phrases_are_copied_whole_and_go_where_asked(bpe_model_dir, within):
+    """insert_phrases: borrowed words become two-word phrases, written whole in the text and
+    given whole as one keyword; insert_within keeps them among the text's first tokens."""
+    tok, fmt = _tokenizer(bpe_model_dir), PromptFormat()
+    rows = [Row("Storm", ["storm", "sea"], STORY.strip()), Row("Night", ["moon", "lightning"], STORY.strip())]
+    ds = ExampleDataset(rows, tok, fmt, 512, augment=True, seed=5, insert_keywords=1.0, insert_from="random",
+                        insert_phrases=1.0, insert_within=within)
+    vocabulary = set(re.findall(r"[a-z]{3,}", STORY.lower()))
+    starts = []
+    for epoch in range(4):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            borrowed = ds.borrow_keywords(rows[ds.windows[i].row].keywords, i)
+            assert borrowed and all(len(p.split()) == 2 and set(p.split()) <= vocabulary for p in borrowed), borrowed
+            item = ds[i]
+            first_trained = next(j for j, label in enumerate(item["labels"]) if label != IGNORE_INDEX)
+            keywords = tok.decode(item["input_ids"][:first_trained]).split("[SEP]")[1].split(",")
+            assert set(borrowed) <= {k.strip() for k in keywords}  # each phrase one keyword
+            text = item["labels"][first_trained:]
+            pieces = [tok.encode(" " + p, add_special_tokens=False) for p in borrowed]
+            for piece in pieces:
+                at = _find(text, piece)
+                assert at >= 0, (borrowed, tok.decode(text))
+                starts.append(at - sum(map(len, pieces)) + len(piece))  # less what later inserts pushed it by
+    if within:
+        assert max(starts) <= within
+    else:
+        assert max(starts) > 6  # anywhere in the text: the bound above can fail
+    plain = ExampleDataset(rows, tok, fmt, 512, augment=True, seed=5, insert_keywords=1.0, insert_from="random")
+    assert all(" " not in w for i in range(len(plain)) for w in plain.borrow_keywords([], i))
+
+
 def _trained_examples(ds, rows, tok, epochs: int = 4):
     """(row, index, item, prompt, text) of every example over `epochs` epochs: the prompt and
     the trained text decoded (spaces dropped from the text, as byte-level BPE adds them)."""

@@ -65,6 +65,9 @@ class Generator:
         from .onnx_step import check_runtime
         from .quantize import resolve_quantize
 
+        if isinstance(loaded, (str, Path)):  # the likeliest slip in a notebook: say what to call instead
+            raise TypeError(f"Generator(...) takes a loaded model, not a path or name ({str(loaded)!r}); "
+                            f"use Generator.from_pretrained({str(loaded)!r})")
         resolve_quantize(quantize, lean=True)  # a misspelt choice is refused now, not at first use
         check_runtime(runtime)
         self._batch_rows = batch_rows
