@@ -267,11 +267,13 @@ def test_tiny_build_from_fixture_wikipedia_is_sharded_and_loads_with_both_loader
     (root / "AA" / "wiki_00").write_text("".join(docs), encoding="utf-8")
     recipe = dataclasses.replace(builtin.RECIPES["en"], preset="tiny", max_length=64, batch_size=4,
                                  budget_minutes=0, max_steps=6, eval_ratio=0.1, max_chars=0)
+    recipe.continued = dataclasses.replace(recipe.continued, max_steps=3, max_length=64, batch_size=4)
     monkeypatch.setitem(builtin.RECIPES, "en", recipe)
     monkeypatch.setattr(builtin, "SHARD_SIZE", "40KB")  # the tiny model in several shards
     out = tmp_path / "textgen-en"
     metrics = builtin.build("en", out, tmp_path / "work", n_novelty=2, corpus_dir=root)
-    assert metrics["steps"] == 6 and metrics["rows"] == 60
+    assert metrics["steps"] == 6 + 3 and metrics["rows"] == 60  # both stages
+    assert [x["steps"] for x in metrics["stages"]] == [6, 3]
     shards = sorted(out.glob("model-*.safetensors"))
     assert len(shards) > 1 and has_weights(out) and not (out / "model.safetensors").exists()
     assert all(p.stat().st_size <= 10 * 1024 * 1024 for p in out.iterdir())
@@ -281,6 +283,7 @@ def test_tiny_build_from_fixture_wikipedia_is_sharded_and_loads_with_both_loader
     assert result[0].tokens > 0
     card = (out / "README.md").read_text(encoding="utf-8")
     assert "CC BY-SA 3.0" in card and "Wikipedia contributors" in card and "--corpus-dir PATH" in card
+    assert "3 more steps" in card and "packed" in card and "two-word phrases" in card
     # a restarted build, in a work folder that holds only the corpus CSV it wrote, reads it there
     (tmp_path / "restart").mkdir()
     shutil.copyfile(tmp_path / "work" / "corpus.csv", tmp_path / "restart" / "corpus.csv")

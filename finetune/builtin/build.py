@@ -35,8 +35,8 @@ def build(language: str, out: Path, work: Path, *, epochs: float | None = None, 
     rows_written, chars = _write_corpus(recipe, csv_path, corpus, corpus_dir, max_chars)
     _write_words(recipe, words_path, words)
     budget = recipe.budget_minutes if budget_minutes is None else budget_minutes
-    max_steps = max_steps or _plan(recipe, work, budget)
-    config = recipe_config(recipe, csv_path, work / "model", max_steps=max_steps or recipe.max_steps,
+    planned = max_steps or _plan(recipe, work, budget)
+    config = recipe_config(recipe, csv_path, work / "model", max_steps=planned or recipe.max_steps,
                            words=words_path, epochs=epochs, resume=(work / "model").exists())
     results, stages, second = _train(recipe, config, work, words_path, max_steps, stage1)
     result = results[-1]
@@ -115,7 +115,8 @@ def _plan(recipe: Recipe, work: Path, budget: float) -> int:
 
 def _train(recipe: Recipe, config, work: Path, words_path: Path, max_steps: int, stage1: Path | None):
     """Both stages (or the second alone, from `stage1`). Returns (results, figures of a published
-    first stage that was not rerun, the second stage's TrainConfig or None)."""
+    first stage that was not rerun, the second stage's TrainConfig or None). `max_steps` > 0 (a
+    quick check) caps the second stage too; the first stage's plan does not."""
     from ..cli import TqdmProgress  # the CLI's progress bar
     from ..config import TrainConfig
     from ..training import train
@@ -134,9 +135,10 @@ def _train(recipe: Recipe, config, work: Path, words_path: Path, max_steps: int,
         second = TrainConfig(data=config.data, out=str(work / "model-continued"), base=str(stage1), method="full",
                              epochs=1000.0, max_steps=max_steps or c.max_steps, batch_size=c.batch_size,
                              max_length=c.max_length, lr=c.lr, insert_keywords=c.insert_keywords,
-                             insert_from=c.insert_from,
+                             insert_from=c.insert_from, insert_phrases=c.insert_phrases, pack=c.pack,
                              insert_words=str(words_path) if c.insert_from == "words" else "",
-                             eval_ratio=recipe.eval_ratio, seed=recipe.seed, samples=2, eval_steps=10**6)
+                             eval_ratio=recipe.eval_ratio, seed=recipe.seed, samples=2, eval_steps=10**6,
+                             resume=(work / "model-continued").exists())
         results.append(train(second, callbacks=[TqdmProgress()]))
     return results, stages, second
 

@@ -150,10 +150,13 @@ def _first_insertion(config) -> str:
 def _second_stage(second) -> str:
     if second is None:
         return ""
+    packed = ", packed" if second.pack else ""
+    phrases = (f", {second.insert_phrases:.0%} of the English ones made two-word phrases with another random word"
+               if second.insert_phrases else "")
     return (f"\nThen, from that model: {second.max_steps} more steps, batch {second.batch_size}, max length "
-            f"{second.max_length}, learning rate {second.learning_rate:g}, with keyword insertion on "
-            f"{second.insert_keywords:.0%} of the examples ({_borrowed(second.insert_from)} put into the text "
-            f"and the keywords), which teaches the model to write the keywords it is given.")
+            f"{second.max_length}{packed}, learning rate {second.learning_rate:g}, with keyword insertion on "
+            f"{second.insert_keywords:.0%} of the examples ({_borrowed(second.insert_from)}{phrases}, put into "
+            f"the text and the keywords), which teaches the model to write the keywords it is given.")
 
 
 def _borrowed(insert_from: str) -> str:

@@ -20,6 +20,8 @@ class Continued:
     lr: float = 2e-3
     insert_keywords: float = 1.0
     insert_from: str = "keywords"  # or "random" (`finetune.dataset`)
+    insert_phrases: float = 0.0
+    pack: bool = False
 
 
 @dataclass
@@ -65,10 +67,15 @@ RECIPES = {
     # en: English Wikipedia, one row per section ("Article: Section"); half the examples borrow
     # 1-3 keywords of other rows, which teaches the model to write the keywords it is given.
     # 100M characters hold all of enwiki's AA extract (99M): where the CPU has native bf16 the
-    # budget reaches 0.7 of an epoch of it, so no text is seen twice
+    # budget reaches 0.7 of an epoch of it, so no text is seen twice. Then every example borrows
+    # random words, half of them as two-word phrases: a second stage that teaches copying the
+    # keywords of the prompt, which the first stage's borrowed keywords (single words, a few in
+    # a long section) taught too weakly for phrases
     "en": Recipe("en", "textgen-en", epochs=1, preset="base", batch_size=16, max_length=256, lr=2e-3,
                  eval_ratio=0.01, insert_keywords=0.5, corpus="wikiextractor", max_chars=100_000_000, pack=True,
-                 budget_minutes=70, sample_prompts=[
+                 budget_minutes=70, continued=Continued(max_steps=900, batch_size=16, max_length=256, lr=1e-3,
+                                                        insert_from="random", insert_phrases=0.5, pack=True),
+                 sample_prompts=[
         ("Volcano", ["lava", "island"]), ("The history of tea", ["China", "trade"]),
         ("Morning run", ["park", "dog"]), ("", ["river", "bridge", "city"])]),
 }
