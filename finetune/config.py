@@ -24,7 +24,7 @@ _REVISION = re.compile(r"[\w.\-/]{1,128}")
 # Settings a resumed run must share with the run it continues (the rest may change).
 RESUME_FIELDS = ("base", "revision", "config", "method", "last_n", "lora_r", "lora_alpha", "max_length",
                  "batch_size", "eval_ratio", "seed", "keywords", "train_on_prompt", "insert_keywords",
-                 "insert_from", "insert_words", "insert_phrases")
+                 "insert_from", "insert_words", "insert_phrases", "insert_count")
 
 
 @dataclass
@@ -62,7 +62,7 @@ class TrainConfig:
                                    "auto: always extract keywords from the text", choices=("column", "auto"))
     resume: bool = spec(False, "continue from the last complete checkpoint of an interrupted run")
     train_on_prompt: bool = spec(False, "also train on the title and keywords, not only on the text")
-    insert_keywords: float = spec(0.0, "share of training examples that also get 1-3 keywords of other rows, "
+    insert_keywords: float = spec(0.0, "share of training examples that also get 1-3 (--insert-count) keywords of other rows, "
                                        "put into the text and the keywords: teaches the model to write "
                                        "the keywords it is given", low=0.0, high=1.0)
     insert_from: str = spec("keywords", "what --insert-keywords borrows: keywords (other rows' keywords), "
@@ -71,6 +71,8 @@ class TrainConfig:
                             choices=("keywords", "random", "words"))
     insert_words: str = spec("", "with --insert-from words: a UTF-8 text file of words to borrow, one per "
                                  "line (text after a tab is ignored), e.g. the vocabulary your users will type")
+    insert_count: int = spec(3, "most words --insert-keywords borrows into one example (1 to this many)",
+                             low=1, high=16)
     insert_phrases: float = spec(0.0, "with --insert-from random or words: share of the borrowed English "
                                       "words that become two-word phrases (the word and another random "
                                       "one): teaches the model to copy phrase keywords", low=0.0, high=1.0)

@@ -19,7 +19,7 @@ same run sees the same subsets, whatever the worker or resume point, and a model
 to write from any subset of keywords, including none, in any order.
 
 Keyword insertion (``insert_keywords``, off by default). A share of the training examples
-also borrows 1-3 keywords of *other* rows: each is put into the text at a word boundary and
+also borrows 1-3 (``insert_count``) keywords of *other* rows: each is put into the text at a word boundary and
 added to the prompt's keywords. A corpus's own keywords mostly follow from its text; a
 borrowed one can only be written by reading the prompt, which teaches the model to write
 the keywords it is given (what generation's keyword modes ask of it). Same RNG keying.
@@ -97,9 +97,9 @@ class ExampleDataset(Dataset):
                  augment: bool, seed: int = 0, train_on_prompt: bool = False,
                  overlap: int | None = None, insert_keywords: float = 0.0,
                  insert_from: str = "keywords", insert_words: Sequence[str] = (), insert_within: int = 0,
-                 insert_phrases: float = 0.0) -> None:
+                 insert_phrases: float = 0.0, insert_count: int = 3) -> None:
         self.rows, self.tokenizer, self.fmt = list(rows), tokenizer, fmt
-        self.insert_within, self.insert_phrases = insert_within, insert_phrases
+        self.insert_within, self.insert_phrases, self.insert_count = insert_within, insert_phrases, insert_count
         self.max_length, self.augment, self.seed = max_length, augment, seed
         self.train_on_prompt = train_on_prompt
         self.insert_keywords = insert_keywords if augment else 0.0
@@ -202,9 +202,9 @@ class ExampleDataset(Dataset):
         if rng.random() >= self.insert_keywords:
             return []
         if self.insert_from == "keywords":
-            others = [k for k in rng.sample(self._pool, min(len(self._pool), 6)) if k not in own]
-            return others[:rng.randint(1, 3)]
-        count = rng.randint(1, 3)
+            others = [k for k in rng.sample(self._pool, min(len(self._pool), self.insert_count + 3)) if k not in own]
+            return others[:rng.randint(1, self.insert_count)]
+        count = rng.randint(1, self.insert_count)
         cjk_row = has_cjk(self.rows[self.windows[index].row].text)
         if self.insert_from == "words":  # the list's words in the row's script, where it has some
             pool = self._cjk_words if self._cjk_words and (cjk_row or not self._latin) else self._latin

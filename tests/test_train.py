@@ -589,6 +589,22 @@ def test_random_phrases_are_copied_whole_and_go_where_asked(bpe_model_dir, withi
     assert all(" " not in w for i in range(len(plain)) for w in plain.borrow_keywords([], i))
 
 
+def test_insert_count_sets_how_many_words_an_example_borrows(bpe_model_dir):
+    tok, fmt = _tokenizer(bpe_model_dir), PromptFormat()
+    rows = [Row("Storm", ["storm", "sea"], STORY.strip()), Row("Night", ["moon", "lightning"], STORY.strip())]
+    ds = ExampleDataset(rows, tok, fmt, 512, augment=True, seed=2, insert_keywords=1.0, insert_from="random",
+                        insert_count=6)
+    counts = set()
+    for epoch in range(8):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            borrowed = ds.borrow_keywords(rows[ds.windows[i].row].keywords, i)
+            counts.add(len(borrowed))
+            text = tok.decode(ds[i]["input_ids"]).split("[SEP]")[-1]
+            assert all(f" {w}" in text for w in borrowed)
+    assert max(counts) > 3 and counts <= set(range(1, 7)), counts
+
+
 def _trained_examples(ds, rows, tok, epochs: int = 4):
     """(row, index, item, prompt, text) of every example over `epochs` epochs: the prompt and
     the trained text decoded (spaces dropped from the text, as byte-level BPE adds them)."""
