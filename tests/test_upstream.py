@@ -284,6 +284,11 @@ def test_tiny_build_from_fixture_wikipedia_is_sharded_and_loads_with_both_loader
     card = (out / "README.md").read_text(encoding="utf-8")
     assert "CC BY-SA 3.0" in card and "Wikipedia contributors" in card and "--corpus-dir PATH" in card
     assert "3 more steps" in card and "packed" in card and "two-word phrases" in card
+    # continued from the published model: its stages kept, the card's settings its first stage's
+    more = builtin.build("en", tmp_path / "more", tmp_path / "more-work", n_novelty=2, stage1=out,
+                         corpus=tmp_path / "work" / "corpus.csv")
+    assert [x["steps"] for x in more["stages"]] == [6, 3, 3] and more["steps"] == 12
+    assert "6 steps, batch 4" in (tmp_path / "more" / "README.md").read_text(encoding="utf-8")
     # a restarted build, in a work folder that holds only the corpus CSV it wrote, reads it there
     (tmp_path / "restart").mkdir()
     shutil.copyfile(tmp_path / "work" / "corpus.csv", tmp_path / "restart" / "corpus.csv")

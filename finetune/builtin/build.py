@@ -35,7 +35,10 @@ def build(language: str, out: Path, work: Path, *, epochs: float | None = None, 
     rows_written, chars = _write_corpus(recipe, csv_path, corpus, corpus_dir, max_chars)
     _write_words(recipe, words_path, words)
     budget = recipe.budget_minutes if budget_minutes is None else budget_minutes
-    planned = max_steps or _plan(recipe, work, budget)
+    prior = _published_first_stage(stage1)
+    if prior is not None:  # the card describes the first stage as it was trained, not a new plan
+        budget = prior.get("budget_minutes", budget)
+    planned = max_steps or (prior["stages"][0]["steps"] if prior else _plan(recipe, work, budget))
     config = recipe_config(recipe, csv_path, work / "model", max_steps=planned or recipe.max_steps,
                            words=words_path, epochs=epochs, resume=(work / "model").exists())
     results, stages, second = _train(recipe, config, work, words_path, max_steps, stage1)
@@ -113,6 +116,13 @@ def _plan(recipe: Recipe, work: Path, budget: float) -> int:
     return steps
 
 
+def _published_first_stage(stage1: Path | None) -> dict | None:
+    """The figures of a published model given as the first stage (its builtin_metrics.json)."""
+    if stage1 is None or not (stage1 / "builtin_metrics.json").is_file():
+        return None
+    return json.loads((stage1 / "builtin_metrics.json").read_text(encoding="utf-8"))
+
+
 def _train(recipe: Recipe, config, work: Path, words_path: Path, max_steps: int, stage1: Path | None):
     """Both stages (or the second alone, from `stage1`). Returns (results, figures of a published
     first stage that was not rerun, the second stage's TrainConfig or None). `max_steps` > 0 (a
@@ -125,10 +135,9 @@ def _train(recipe: Recipe, config, work: Path, words_path: Path, max_steps: int,
     if stage1 is None:
         results.append(train(config, callbacks=[TqdmProgress()]))
         stage1 = Path(results[-1].output_dir)
-    elif (stage1 / "builtin_metrics.json").is_file():  # a published first stage: keep its figures
-        prior = json.loads((stage1 / "builtin_metrics.json").read_text(encoding="utf-8"))
-        stages.append({"steps": prior["steps"], "tokens_trained": prior["tokens_trained"],
-                       "seconds": prior["train_seconds"]})
+    elif (prior := _published_first_stage(stage1)) is not None:  # keep its figures, stage by stage
+        stages += prior.get("stages") or [{"steps": prior["steps"], "tokens_trained": prior["tokens_trained"],
+                                           "seconds": prior["train_seconds"]}]
     second = None
     if recipe.continued:
         c = recipe.continued
