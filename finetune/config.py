@@ -62,9 +62,9 @@ class TrainConfig:
                                    "auto: always extract keywords from the text", choices=("column", "auto"))
     resume: bool = spec(False, "continue from the last complete checkpoint of an interrupted run")
     train_on_prompt: bool = spec(False, "also train on the title and keywords, not only on the text")
-    insert_keywords: float = spec(0.0, "share of training examples that also get 1-3 (--insert-count) keywords of other rows, "
-                                       "put into the text and the keywords: teaches the model to write "
-                                       "the keywords it is given", low=0.0, high=1.0)
+    insert_keywords: float = spec(0.0, "share of training examples that also get 1-3 (--insert-count) keywords "
+                                       "of other rows, put into the text and the keywords: teaches the model "
+                                       "to write the keywords it is given", low=0.0, high=1.0)
     insert_from: str = spec("keywords", "what --insert-keywords borrows: keywords (other rows' keywords), "
                                         "random (random words of the texts; for Chinese, made-up words of "
                                         "2-3 of its characters) or words (words of --insert-words)",

@@ -19,8 +19,8 @@ same run sees the same subsets, whatever the worker or resume point, and a model
 to write from any subset of keywords, including none, in any order.
 
 Keyword insertion (``insert_keywords``, off by default). A share of the training examples
-also borrows 1-3 (``insert_count``) keywords of *other* rows: each is put into the text at a word boundary and
-added to the prompt's keywords. A corpus's own keywords mostly follow from its text; a
+also borrows 1-3 (``insert_count``) keywords of *other* rows: each is put into the text at a
+word boundary and added to the prompt's keywords. A corpus's own keywords mostly follow from its text; a
 borrowed one can only be written by reading the prompt, which teaches the model to write
 the keywords it is given (what generation's keyword modes ask of it). Same RNG keying.
 With ``insert_from="random"`` the borrowed words are random instead: Latin words of the
@@ -230,8 +230,8 @@ class ExampleDataset(Dataset):
             ids = self._word_ids.get(word)
             if ids is None:
                 ids = self.tokenizer.encode(word if cjk else " " + word, add_special_tokens=False)
-                if not (cjk and self.insert_from == "random") and " " not in word:  # made-up words and
-                    # random phrases rarely repeat: no cache
+                # made-up words and random phrases rarely repeat: no cache
+                if not (cjk and self.insert_from == "random") and " " not in word:
                     self._word_ids[word] = ids
             last = min(len(text), self.insert_within) if self.insert_within else len(text)
             spots = [j for j in range(last + 1)
