@@ -97,6 +97,9 @@ class TrainConfig:
         if self.insert_from == "words" and self.insert_keywords > 0 and not str(self.insert_words).strip():
             raise ValueError("insert_words: --insert-from words needs a word list file (one word per line)")
         self.insert_words = str(self.insert_words)
+        if self.insert_phrases > 0 and self.insert_from == "keywords":
+            raise ValueError("insert_phrases: makes phrases of random or listed words; use it with "
+                             "--insert-from random or words (other rows' keywords stay as they are)")
         if self.base == SCRATCH and self.method != "full":
             raise ValueError(f"method: a model trained from scratch has no trained weights to keep; "
                              f"use --method full, not {self.method!r}")

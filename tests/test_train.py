@@ -440,6 +440,9 @@ def test_publish_replaces_a_model_atomically_and_a_failed_save_changes_nothing(t
     ("insert_keywords", 1.5, "insert_keywords: must be"),
     ("steps_cap", "yes", "steps_cap: must be true or false"),
     ("insert_from", "dictionary", "insert_from: must be one of keywords, random"),
+    ("insert_count", 0, "insert_count: must be between 1 and 16"),
+    ("insert_phrases", 1.5, "insert_phrases: must be between 0 and 1"),
+    ("insert_phrases", 0.5, "insert_phrases: .* --insert-from random or words"),  # the default insert_from
 ])
 def test_config_errors_name_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):
