@@ -35,13 +35,13 @@ def build(language: str, out: Path, work: Path, *, epochs: float | None = None, 
     rows_written, chars = _write_corpus(recipe, csv_path, corpus, corpus_dir, max_chars)
     _write_words(recipe, words_path, words)
     budget = recipe.budget_minutes if budget_minutes is None else budget_minutes
-    prior = _published_first_stage(stage1)
-    if prior is not None:  # the card describes the first stage as it was trained, not a new plan
-        budget = prior.get("budget_minutes", budget)
-    planned = max_steps or (prior["stages"][0]["steps"] if prior else _plan(recipe, work, budget))
+    trained_budget, published = _published_stages(stage1)
+    if published:  # the card describes the first stage as it was trained, not a new plan
+        budget = trained_budget or budget
+    planned = max_steps or (published[0]["steps"] if published else _plan(recipe, work, budget))
     config = recipe_config(recipe, csv_path, work / "model", max_steps=planned or recipe.max_steps,
                            words=words_path, epochs=epochs, resume=(work / "model").exists())
-    results, stages, second = _train(recipe, config, work, words_path, max_steps, stage1)
+    results, stages, second = _train(recipe, config, work, words_path, max_steps, stage1, published)
     result = results[-1]
     model_dir = Path(result.output_dir)
     to_fp16(model_dir)
@@ -116,28 +116,31 @@ def _plan(recipe: Recipe, work: Path, budget: float) -> int:
     return steps
 
 
-def _published_first_stage(stage1: Path | None) -> dict | None:
-    """The figures of a published model given as the first stage (its builtin_metrics.json)."""
+def _published_stages(stage1: Path | None) -> tuple[float | None, list[dict]]:
+    """(budget minutes, figures stage by stage) of a published model given as the first stage,
+    from its builtin_metrics.json; (None, []) for none or a bare checkpoint."""
     if stage1 is None or not (stage1 / "builtin_metrics.json").is_file():
-        return None
-    return json.loads((stage1 / "builtin_metrics.json").read_text(encoding="utf-8"))
+        return None, []
+    prior = json.loads((stage1 / "builtin_metrics.json").read_text(encoding="utf-8"))
+    stages = prior.get("stages") or [{"steps": prior["steps"], "tokens_trained": prior["tokens_trained"],
+                                      "seconds": prior["train_seconds"]}]
+    return prior.get("budget_minutes"), stages
 
 
-def _train(recipe: Recipe, config, work: Path, words_path: Path, max_steps: int, stage1: Path | None):
-    """Both stages (or the second alone, from `stage1`). Returns (results, figures of a published
-    first stage that was not rerun, the second stage's TrainConfig or None). `max_steps` > 0 (a
-    quick check) caps the second stage too; the first stage's plan does not."""
+def _train(recipe: Recipe, config, work: Path, words_path: Path, max_steps: int, stage1: Path | None,
+           published: list[dict]):
+    """Both stages (or the second alone, from `stage1`, whose `published` stages' figures are
+    kept). Returns (results, figures of a published first stage that was not rerun, the second
+    stage's TrainConfig or None). `max_steps` > 0 (a quick check) caps the second stage too; the
+    first stage's plan does not."""
     from ..cli import TqdmProgress  # the CLI's progress bar
     from ..config import TrainConfig
     from ..training import train
 
-    results, stages = [], []
+    results, stages = [], list(published)
     if stage1 is None:
         results.append(train(config, callbacks=[TqdmProgress()]))
         stage1 = Path(results[-1].output_dir)
-    elif (prior := _published_first_stage(stage1)) is not None:  # keep its figures, stage by stage
-        stages += prior.get("stages") or [{"steps": prior["steps"], "tokens_trained": prior["tokens_trained"],
-                                           "seconds": prior["train_seconds"]}]
     second = None
     if recipe.continued:
         c = recipe.continued

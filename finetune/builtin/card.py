@@ -143,7 +143,8 @@ def _by_stage(m: dict[str, Any]) -> str:
 def _first_insertion(config) -> str:
     if not config.insert_keywords:
         return ""
-    return (f" Keyword insertion on {config.insert_keywords:.0%} of the examples ({_borrowed(config.insert_from)} "
+    borrowed = _borrowed(config.insert_from, config.insert_count)
+    return (f" Keyword insertion on {config.insert_keywords:.0%} of the examples ({borrowed} "
             "put into the text and the keywords), which teaches the model to copy the keywords it is given.")
 
 
@@ -151,17 +152,18 @@ def _second_stage(second) -> str:
     if second is None:
         return ""
     packed = ", packed" if second.pack else ""
+    borrowed = _borrowed(second.insert_from, second.insert_count)
     phrases = (f", {second.insert_phrases:.0%} of the English ones made two-word phrases with another random word"
                if second.insert_phrases else "")
     return (f"\nThen, from that model: {second.max_steps} more steps, batch {second.batch_size}, max length "
             f"{second.max_length}{packed}, learning rate {second.learning_rate:g}, with keyword insertion on "
-            f"{second.insert_keywords:.0%} of the examples ({_borrowed(second.insert_from)}{phrases}, put into "
+            f"{second.insert_keywords:.0%} of the examples ({borrowed}{phrases}, put into "
             f"the text and the keywords), which teaches the model to write the keywords it is given.")
 
 
-def _borrowed(insert_from: str) -> str:
+def _borrowed(insert_from: str, count: int) -> str:
     if insert_from == "words":
-        return "1-3 words of the word list above"
+        return f"1-{count} words of the word list above"
     if insert_from == "random":
-        return "1-3 random words: for Chinese, made up of 2-3 random characters of the corpus"
-    return "1-3 keywords of other rows"
+        return f"1-{count} random words: for Chinese, made up of 2-3 random characters of the corpus"
+    return f"1-{count} keywords of other rows"
