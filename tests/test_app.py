@@ -149,6 +149,18 @@ def test_stream_handler_yields_growing_cards_then_ranked_result(handlers, regist
         assert cards.count('<mark class="tg-kw"') == 4 and "2/2 keywords" in cards
 
 
+def test_api_progress_reports_the_first_token_at_once(handlers, registry):
+    """A short text is written in well under the progress interval; its first token still gets
+    an event of its own, before the answer (the time to first token a client sees)."""
+    events = list(handlers.generate_events(registry.default_id(), "Storm", ["sea"], "off", n=1,
+                                           max_new_tokens=6, seed=3))
+    progress, final = events[:-1], events[-1]
+    assert final["done"] and final["candidates"]
+    generating = [e for e in progress if e["status"] == "generating"]
+    assert generating[0]["tokens"] == 0  # the start
+    assert any(e["tokens"] > 0 for e in generating), progress
+
+
 def test_stream_handler_random_seed_is_returned(handlers, registry):
     *_, last = handlers.stream(*ui_args(registry.default_id(), seed=None))
     assert isinstance(last[3], int) and f"seed {last[3]}" in last[2]
@@ -590,3 +602,24 @@ def test_torch_threads_for_serving(monkeypatch):
         monkeypatch.setenv("TEXTGEN_TORCH_THREADS", bad)
         with pytest.raises(SystemExit, match="TEXTGEN_TORCH_THREADS"):
             app._torch_threads(cores=2)
+
+
+def test_absent_matplotlib_fails_fast_with_the_same_error(monkeypatch):
+    """gradio imports matplotlib around every event; where it is not installed the failed
+    import is made to fail at once (an ImportError as before), and where it is installed
+    nothing changes."""
+    import importlib.util
+    import sys
+
+    import app
+
+    monkeypatch.delitem(sys.modules, "matplotlib", raising=False)
+    installed = importlib.util.find_spec("matplotlib") is not None
+    app._absent_matplotlib_fails_fast()
+    if installed:
+        assert "matplotlib" not in sys.modules or sys.modules["matplotlib"] is not None
+        return
+    assert "matplotlib" in sys.modules and sys.modules["matplotlib"] is None
+    with pytest.raises(ImportError):
+        import matplotlib  # noqa: F401
+    monkeypatch.delitem(sys.modules, "matplotlib")

@@ -73,6 +73,35 @@ def test_slot_steps_equal_the_plain_steps_at_any_position(model, steps):
         slots.reserve(6, 16)
 
 
+@pytest.mark.parametrize("steps", ["torch", "onnx"])
+def test_a_request_moved_onto_its_own_old_rows_goes_on_where_it_was(model, steps):
+    """When the request in front leaves, one of two rows moves onto the other's old slot (the
+    ranges overlap); only the positions the rows hold are copied, and the next logits are the
+    ones the plain stepper gives."""
+    from textgen.onnx_step import OnnxGPT2Step, onnx_available
+
+    if steps == "onnx" and not onnx_available():
+        pytest.skip("onnxruntime is not installed")
+    fast = OnnxGPT2Step(model, int8=False) if steps == "onnx" else None
+    atol = 1e-4 if fast is not None else 1e-5
+    b_prompt, b_tokens = torch.tensor([[8, 3, 12]]), [1, 50, 4]
+    slots = SlotStepper(model, 3, 32, DecodePath(graph=fast))
+    slots.reserve(3, 32)
+    with torch.inference_mode():
+        slots.prefill_into(0, 1, torch.tensor([[5, 17]]))
+        slots.prefill_into(1, 2, b_prompt)
+        for t in b_tokens[:-1]:
+            slots.step_rows(torch.tensor([9, t, t]))
+        slots.move(1, 0, 2)
+        after = slots.step_rows(torch.tensor([b_tokens[-1]] * 2))
+        plain = GPT2Stepper(model, 2, 32)
+        plain.prefill(b_prompt)
+        for t in b_tokens:
+            last = plain.step(torch.tensor([t, t]))
+    assert slots.lengths[:2].tolist() == [3 + len(b_tokens)] * 2
+    assert torch.allclose(after, last, atol=atol)
+
+
 def _ask(gen, request):
     title, keywords, n, tokens, mode, seed = request
     return gen.generate(title, keywords, n=n, seed=seed, max_new_tokens=tokens, keyword_mode=mode)

@@ -115,9 +115,13 @@ class SlotStepper(GPT2Stepper):
         return self.lm_head(F.layer_norm(x, (E,), *self.ln_f, self.eps)).float()
 
     def move(self, src: int, dst: int, n: int) -> None:
-        """Slots src … src + n - 1 become dst … dst + n - 1 (dst < src)."""
-        self.keys[:, dst:dst + n] = self.keys[:, src:src + n].clone()
-        self.values[:, dst:dst + n] = self.values[:, src:src + n].clone()
+        """Slots src … src + n - 1 become dst … dst + n - 1 (dst < src). Only the positions the
+        moved rows hold are copied, not the whole reserved length, and through a copy only
+        where the two ranges overlap."""
+        used = int(self.lengths[src:src + n].max())
+        for cache in (self.keys, self.values):
+            part = cache[:, src:src + n, :, :used]
+            cache[:, dst:dst + n, :, :used] = part.clone() if src < dst + n else part
         self.lengths[dst:dst + n] = self.lengths[src:src + n].clone()
 
 

@@ -347,9 +347,10 @@ class GenerateHandlers:
             if kind == "done":
                 yield {**value.to_dict(), "done": True}
                 return
+            first = kind == "text" and tokens == 0  # the first token goes out at once, as the stream's does
             if kind == "text":
                 tokens = value.steps or tokens + 1
-            if kind != "text" or time.monotonic() - last >= STREAM_EVERY_S:
+            if kind != "text" or first or time.monotonic() - last >= STREAM_EVERY_S:
                 last = time.monotonic()
                 status = {"loading": "loading", "waiting": "waiting", "start": "generating",
                           "text": "generating"}[kind]
