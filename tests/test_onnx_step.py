@@ -131,6 +131,40 @@ def test_int8_weights_are_7_bit_where_the_cpu_has_no_vnni(model, monkeypatch, vn
     assert widest == 127 if vnni else 60 <= widest <= 64
 
 
+def test_the_graph_takes_one_thread_where_torchs_own_ops_run_in_parallel(model):
+    """Where a step's logits (rows × vocabulary) are big enough for torch to split its ops
+    across its threads, the graph runs on one, for the prompt and every step of that decoder
+    (two pools spinning on the same cores wait for each other); below, on torch's count."""
+    from textgen.onnx_step import TORCH_PARALLEL_ELEMENTS, OnnxGPT2Step
+    from textgen.batching import SlotStepper
+    from textgen.steppers import DecodePath, GPT2Stepper
+
+    fast = OnnxGPT2Step(model)
+    many = -(-TORCH_PARALLEL_ELEMENTS // model.config.vocab_size)  # the fewest rows torch splits
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert fast.threads_for(1) == 2 and fast.threads_for(many - 1) == 2
+        assert fast.threads_for(many) == 1 and fast.threads_for(4 * many) == 1
+        torch.set_num_threads(1)
+        assert fast.threads_for(many) == 1
+        torch.set_num_threads(2)
+        big = GPT2Stepper(model, many, PROMPT.shape[1] + 3, DecodePath(graph=fast))
+        small = GPT2Stepper(model, 2, PROMPT.shape[1] + 3, DecodePath(graph=fast))
+        assert big.graph_threads == 1 and small.graph_threads == 2
+        # the batched loop's stepper decides once, by the rows it may hold
+        assert SlotStepper(model, many, 32, DecodePath(graph=fast)).graph_threads == 1
+        assert SlotStepper(model, 2, 32, DecodePath(graph=fast)).graph_threads == 2
+        with torch.inference_mode():
+            got = [big.prefill(PROMPT)] + [big.step(torch.full((many,), t)) for t in (7, 8)]
+            want = [small.prefill(PROMPT)] + [small.step(torch.full((2,), t)) for t in (7, 8)]
+        for g, w in zip(got, want):  # the same arithmetic on either session
+            assert torch.allclose(g[:2], w, atol=1e-4, rtol=1e-4) and torch.allclose(g[0], g[-1])
+        assert sorted(fast._sessions) == [1, 2]
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_the_session_follows_torchs_thread_count(model):
     from textgen.onnx_step import OnnxGPT2Step
 

@@ -37,6 +37,8 @@ class SlotStepper(GPT2Stepper):
     def __init__(self, model, rows: int, max_len: int, path: DecodePath | None = None) -> None:
         super().__init__(model, 1, 1, path)
         self.most_rows, self.most_len = rows, max_len
+        if self.graph is not None:  # one session for every step, whatever rows it has
+            self.graph_threads = self.graph.threads_for(rows)
         self.keys = self.values = torch.zeros((len(self.blocks), 0, self.heads, 0, self.head_dim),
                                               dtype=self.wte.dtype)
         self.max_len = 0
@@ -94,7 +96,7 @@ class SlotStepper(GPT2Stepper):
         if end > self.max_len:
             raise ValueError(f"sequence of {end} tokens exceeds the cache of {self.max_len}")
         if self.graph is not None:  # the graph reads each row's past and writes its new key and value, in place
-            logits = self.graph.step(tokens, pos, self.keys[:, :R], self.values[:, :R])
+            logits = self.graph.step(tokens, pos, self.keys[:, :R], self.values[:, :R], self.graph_threads)
             self.lengths[:R] = pos + 1
             return logits
         rows = torch.arange(R)

@@ -40,6 +40,10 @@ def onnx_available() -> bool:
 
 RUNTIMES = ("auto", "onnx", "torch")
 _BINDINGS = 8  # caches bound at once (oldest dropped first)
+# torch splits an op across its threads from this many elements up (its GRAIN_SIZE): the
+# sampling loop's ops over a step's logits (rows × vocabulary) then run on torch's OpenMP pool,
+# whose workers spin-wait after each op on the cores ONNX Runtime's own pool needs next.
+TORCH_PARALLEL_ELEMENTS = 32768
 
 
 def check_runtime(runtime: str | None) -> str:
@@ -113,10 +117,21 @@ class OnnxGPT2Step:
         self._lock = threading.Lock()
         self._bound: dict[tuple, tuple] = {}
 
-    def session(self):
-        """The session for torch's current thread count, so that ONNX Runtime uses the threads
-        the caller gave torch (`torch.set_num_threads`)."""
+    def threads_for(self, rows: int) -> int:
+        """ONNX Runtime's threads for a decoder of `rows` (its prompt and every step, one
+        session: two pools of ONNX Runtime's within one request slowed its steps too): torch's
+        count, the threads the caller gave it (`torch.set_num_threads`), except where torch's
+        own ops on a step's logits run in parallel between the steps (TORCH_PARALLEL_ELEMENTS):
+        there one. Two pools spinning on the same cores wait for each other; on 2 AVX2 cores with
+        torch at 2 threads (benchmarks/README.md, "Two thread pools"), textgen-en at n=8 made
+        1,457 tok/s with the graph on two threads and 2,961 on one, a 124M GPT-2 (50k
+        vocabulary) at n=1 62-90 against 116-117."""
         threads = torch.get_num_threads()
+        return 1 if threads > 1 and rows * self.vocab >= TORCH_PARALLEL_ELEMENTS else threads
+
+    def session(self, threads: int | None = None):
+        """The session for `threads` (torch's current thread count when None)."""
+        threads = threads or torch.get_num_threads()
         session = self._sessions.get(threads)
         if session is None:
             import onnxruntime as ort
@@ -131,23 +146,25 @@ class OnnxGPT2Step:
         return session
 
     def step(self, tokens: torch.Tensor, positions: torch.Tensor, keys: torch.Tensor,
-             values: torch.Tensor) -> torch.Tensor:
+             values: torch.Tensor, threads: int | None = None) -> torch.Tensor:
         """tokens, positions (R,) → logits (R, V) in fp32. keys, values: (L, R, H, T, D) fp32
         caches whose per-layer slices are contiguous, read at positions < each row's; the graph
-        writes this step's key and value at each row's position, in place."""
-        session = self.session()
+        writes this step's key and value at each row's position, in place. threads: ONNX
+        Runtime's (`threads_for`; torch's count when None)."""
+        session = self.session(threads)
         binding, tok, pos, logits = self._binding(session, keys, values, tokens.shape[0])
         tok.copy_(tokens[:, None])  # bound in place: the graph reads these buffers
         pos.copy_(positions[:, None])
         session.run_with_iobinding(binding)
         return logits.clone()  # the buffer is the next step's output
 
-    def prefill(self, prompt: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    def prefill(self, prompt: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                threads: int | None = None) -> torch.Tensor:
         """prompt (1, P) from position 0 → logits (1, V) after it; its keys and values are
         written at positions 0 … P - 1 of the caches (L, 1, H, T, D)."""
         tokens = prompt.to(torch.long).contiguous()
         positions = torch.arange(tokens.shape[1])[None, :]
-        session = self.session()
+        session = self.session(threads)
         binding, logits = self._bind_caches(session, keys, values, 1)  # once per prompt: not kept
         binding.bind_cpu_input("tokens", tokens.numpy())
         binding.bind_cpu_input("positions", positions.numpy())

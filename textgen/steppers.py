@@ -93,6 +93,7 @@ class GPT2Stepper:
         int8 = path.int8
         # the graph was built in fp32: a model cast since (to float64, say) runs its own way
         self.graph = path.graph if t.wte.weight.dtype == torch.float32 else None
+        self.graph_threads = self.graph.threads_for(n) if self.graph is not None else None
         self.heads, self.width = config.n_head, config.n_embd
         self.head_dim = self.width // self.heads
         self.eps = config.layer_norm_epsilon
@@ -143,7 +144,8 @@ class GPT2Stepper:
         """The prompt (1, P) through the ONNX graph into row `first`'s cache, copied to the next
         n - 1 rows (each starts from the prompt) → logits (n, V)."""
         P = prompt.shape[1]
-        logits = self.graph.prefill(prompt, self.keys[:, first:first + 1], self.values[:, first:first + 1])
+        logits = self.graph.prefill(prompt, self.keys[:, first:first + 1], self.values[:, first:first + 1],
+                                    self.graph_threads)
         self.keys[:, first + 1:first + n, :, :P] = self.keys[:, first:first + 1, :, :P]
         self.values[:, first + 1:first + n, :, :P] = self.values[:, first:first + 1, :, :P]
         return logits.repeat(n, 1)
@@ -154,7 +156,7 @@ class GPT2Stepper:
             if self.length + 1 > self.max_len:
                 raise ValueError(f"sequence of {self.length + 1} tokens exceeds the cache of {self.max_len}")
             positions = torch.full((tokens.shape[0],), self.length, dtype=torch.long)
-            logits = self.graph.step(tokens, positions, self.keys, self.values)
+            logits = self.graph.step(tokens, positions, self.keys, self.values, self.graph_threads)
             self.length += 1
             return logits
         return self._forward(tokens[:, None])
