@@ -1,6 +1,6 @@
 """Keyword modes measured: coverage, fluency cost and speed of off / soft / guaranteed.
 
-    python -m benchmarks.keywords [--sets 200] [--languages en,zh] [--pools common,short,phrases]
+    python -m benchmarks.keywords [--sets 200] [--languages en,zh] [--pools common,short,phrases,poems]
                                   [--model auto|PATH]
 
 Keyword sets come from word lists the project does not write (Debian's `wamerican` and
@@ -13,6 +13,11 @@ Keyword sets come from word lists the project does not write (Debian's `wamerica
 - phrases (en): 1-2 of SemCor's two-word nouns seen at least 3 times (civil war, apple
   tree…), plus 1-3 words of the short pool.
 - common (zh): the 3,000 most frequent two-character words of jieba's dictionary; 3-5 per set.
+- poems (zh): what people type for a poem: 2-3 per set of the 1-2-character words that the
+  keyword extractor of the poem rows (`finetune.builtin.poetry`) picks from held-out Song
+  poems (`poet.song.200000`-`249000`, files the built-in's build never reached; the same
+  held-out files as benchmarks/quality.py): the 1,000 picked most often (月, 春风, 故乡…).
+  Needs ../shared/corpora/chinese-poetry.tar.xz.
 The title is empty for even sets and one other word of the pool for odd ones. Every set is
 generated in the three modes with the same seed, the modes' order alternating so that
 background load hits them alike.
@@ -59,7 +64,9 @@ WORDS_EN = Path("/usr/share/dict/american-english")  # Debian package wamerican
 SEMCOR_COUNTS = Path("/usr/share/wordnet/cntlist.rev")  # Debian package wordnet-base
 MIN_SEMCOR_COUNT = 5
 TOP_ZH_WORDS = 3000
-POOLS = {"en": ("common", "short", "phrases"), "zh": ("common",)}
+POOLS = {"en": ("common", "short", "phrases"), "zh": ("common", "poems")}
+MIN_POEMS = 3  # a poem word of the pool was picked for at least this many held-out poems
+TOP_POEM_WORDS = 1000
 
 
 # -- keyword sets -----------------------------------------------------------------------------
@@ -118,6 +125,20 @@ def chinese_pool() -> list[str]:
     return jieba_top_words(TOP_ZH_WORDS)
 
 
+def chinese_poem_pool() -> list[str]:
+    """The poem rows' keywords of held-out Song poems (see the module docstring), most often
+    picked first."""
+    from benchmarks.quality import unpack
+    from finetune.builtin.poetry import read_chinese_poetry
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = unpack("chinese-poetry.tar.xz", Path(tmp) / "cp",
+                      re.compile(r"poet\.song\.2[0-4]\d000\.simplified\.json$"))
+        rows, _ = read_chinese_poetry(root / "chinese-poetry", ("song",), regular_only=False)
+    counts = Counter(k for r in rows for k in dict.fromkeys(r.keywords))
+    return [w for w, c in counts.most_common() if c >= MIN_POEMS and 1 <= len(w) <= 2][:TOP_POEM_WORDS]
+
+
 def keyword_sets(pool: list[str], count: int, seed: int) -> list[tuple[str, list[str]]]:
     """`count` (title, keywords) pairs: 3-5 keywords; title empty or one other word."""
     rng = random.Random(seed)
@@ -144,9 +165,14 @@ def mixed_sets(parts: list[tuple[list[str], int, int]], count: int, seed: int) -
 
 def pool_sets(language: str, pool: str, count: int, seed: int) -> tuple[list[tuple[str, list[str]]], str]:
     """(keyword sets, a line describing the pool)."""
-    if language == "zh":
+    if language == "zh" and pool == "poems":
+        words = chinese_poem_pool()
+        return mixed_sets([(words, 2, 3)], count, seed), f"{len(words)} poem words"
+    if language == "zh" and pool == "common":
         words = chinese_pool()
         return keyword_sets(words, count, seed), f"{len(words)} words"
+    if language == "zh":
+        raise SystemExit(f"--pools: {pool!r} is not one of {', '.join(POOLS[language])}")
     if pool == "common":
         words = english_pool()
         return keyword_sets(words, count, seed), f"{len(words)} words"
@@ -391,8 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed-sets", type=int, default=60,
                         help="of those, how many are run again at fixed length for the speed ratio")
     parser.add_argument("--languages", default="en,zh", help="comma-separated: en, zh")
-    parser.add_argument("--pools", default="common,short,phrases",
-                        help="comma-separated English keyword pools: common, short, phrases (zh has one)")
+    parser.add_argument("--pools", default="common,short,phrases,poems",
+                        help="comma-separated keyword pools: common (en and zh), short, phrases (en), poems (zh)")
     parser.add_argument("--n", type=int, default=3, help="candidates per request")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--model", default=None, help="'auto' or a model folder for every language "
@@ -418,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     results, pinned, models = {}, {}, models_for(args)
     for lang in args.languages:
         gen = Generator.from_pretrained(models[lang])
-        for pool in (p for p in POOLS[lang] if p in args.pools or lang == "zh"):
+        for pool in (p for p in POOLS[lang] if p in args.pools):
             sets, about_pool = pool_sets(lang, pool, args.sets, args.seed)
             loaded = gen.backend_for(*sets[0])
             note = (Path(models[lang]) / "STANDIN.txt")
