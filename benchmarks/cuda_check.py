@@ -26,7 +26,6 @@ import math
 import shutil
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 SAMPLING = dict(temperature=0.9, top_k=30, top_p=0.9)
@@ -56,23 +55,12 @@ def random_model(folder: Path, like: Path, layers: int, width: int) -> Path:
     return folder
 
 
-def _timed(fn, tokens: int, repeats: int, sync) -> float:
-    fn()
-    took = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        took.append(time.perf_counter() - start)
-    return tokens / statistics.median(took)
-
-
 def check_model(folder: Path, label: str, language: str, args) -> list[str]:
     import torch
     import torch.nn.functional as F
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from benchmarks.generate import median_rate
     from textgen import Generator
     from textgen.prompt import PromptFormat, encode_prompt
 
@@ -130,6 +118,9 @@ def check_model(folder: Path, label: str, language: str, args) -> list[str]:
 
     # speed beside transformers' generate() on the same device and dtype
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def rate(fn, tokens: int) -> float:  # each call ends when the device has finished it
+        return median_rate(lambda: (fn(), sync()), tokens, args.repeats)
     title, kws = prompts[0]
     loaded.model.generation_config.min_new_tokens = args.tokens  # pins our count as generate() honours it
     theirs = AutoModelForCausalLM.from_pretrained(folder, dtype=loaded.dtype, use_safetensors=True).to(device).eval()
@@ -137,15 +128,14 @@ def check_model(folder: Path, label: str, language: str, args) -> list[str]:
     for n in (1, 4):
         rates = {}
         for mode in ("off", "guaranteed"):
-            rates[mode] = _timed(lambda mode=mode: gen.generate(title, kws, n=n, seed=0, max_new_tokens=args.tokens,
-                                                                 keyword_mode=mode, **SAMPLING),
-                                 n * args.tokens, args.repeats, sync)
+            rates[mode] = rate(lambda mode=mode: gen.generate(title, kws, n=n, seed=0, max_new_tokens=args.tokens,
+                                                              keyword_mode=mode, **SAMPLING), n * args.tokens)
 
         def hf(n=n):
             with torch.inference_mode():
                 theirs.generate(prompt.repeat(n, 1), do_sample=True, max_new_tokens=args.tokens,
                                 min_new_tokens=args.tokens, pad_token_id=tok.pad_token_id, **SAMPLING)
-        rates["generate()"] = _timed(hf, n * args.tokens, args.repeats, sync)
+        rates["generate()"] = rate(hf, n * args.tokens)
         lines.append(f"n={n}: textgen off {rates['off']:.0f} tok/s, guaranteed {rates['guaranteed']:.0f}, "
                      f"transformers generate() {rates['generate()']:.0f}; off ÷ generate() "
                      f"**{rates['off'] / rates['generate()']:.2f}**, guaranteed ÷ generate() "

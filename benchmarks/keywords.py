@@ -128,13 +128,10 @@ def chinese_pool() -> list[str]:
 def chinese_poem_pool() -> list[str]:
     """The poem rows' keywords of held-out Song poems (see the module docstring), most often
     picked first."""
-    from benchmarks.quality import unpack
-    from finetune.builtin.poetry import read_chinese_poetry
+    from benchmarks.quality import held_out_song_poems
 
     with tempfile.TemporaryDirectory() as tmp:
-        root = unpack("chinese-poetry.tar.xz", Path(tmp) / "cp",
-                      re.compile(r"poet\.song\.2[0-4]\d000\.simplified\.json$"))
-        rows, _ = read_chinese_poetry(root / "chinese-poetry", ("song",), regular_only=False)
+        rows = held_out_song_poems(Path(tmp))
     counts = Counter(k for r in rows for k in dict.fromkeys(r.keywords))
     return [w for w, c in counts.most_common() if c >= MIN_POEMS and 1 <= len(w) <= 2][:TOP_POEM_WORDS]
 

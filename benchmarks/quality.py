@@ -110,10 +110,19 @@ def per_unit_perplexity(gen, docs: list[tuple[str, list[str], str]], language: s
     return math.exp(nll / count)
 
 
+def held_out_song_poems(tmp: Path) -> list:
+    """The poem rows of the Song shi files `poet.song.200000`-`249000`, which the built-in's
+    build never reached (regular or not)."""
+    from finetune.builtin.poetry import read_chinese_poetry
+
+    root = unpack("chinese-poetry.tar.xz", tmp / "cp", re.compile(r"poet\.song\.2[0-4]\d000\.simplified\.json$"))
+    rows, _ = read_chinese_poetry(root / "chinese-poetry", ("song",), regular_only=False)
+    return rows
+
+
 def held_out(language: str, tmp: Path, count: int) -> list[tuple[str, list[str], str]]:
     """(title, keywords, text) of texts none of the new models trained on."""
     from finetune.extract import extract_keywords
-    from finetune.builtin.poetry import read_chinese_poetry
     from finetune.builtin.wikipedia import read_wikiextractor
 
     if language == "en":
@@ -124,9 +133,7 @@ def held_out(language: str, tmp: Path, count: int) -> list[tuple[str, list[str],
         if len(rows) < count:
             print(f"en: only {len(rows)} held-out prompts in enwiki-AB's first files, not {count}", file=sys.stderr)
         return [(r.title, extract_keywords(r.text, 2, "en"), r.text[:800]) for r in rows[:count]]
-    root = unpack("chinese-poetry.tar.xz", tmp / "cp", re.compile(r"poet\.song\.2[0-4]\d000\.simplified\.json$"))
-    rows, _ = read_chinese_poetry(root / "chinese-poetry", ("song",), regular_only=False)
-    rows = rows[::7]
+    rows = held_out_song_poems(tmp)[::7]
     return [(r.title, r.keywords[:2], r.text) for r in rows[:count]]
 
 
