@@ -24,7 +24,7 @@ _REVISION = re.compile(r"[\w.\-/]{1,128}")
 # Settings a resumed run must share with the run it continues (the rest may change).
 RESUME_FIELDS = ("base", "revision", "config", "method", "last_n", "lora_r", "lora_alpha", "max_length",
                  "batch_size", "eval_ratio", "seed", "keywords", "train_on_prompt", "insert_keywords",
-                 "insert_from", "insert_words", "insert_phrases", "insert_count", "copy_drills")
+                 "insert_from", "insert_words", "insert_phrases", "insert_count")
 
 
 @dataclass
@@ -76,10 +76,6 @@ class TrainConfig:
     insert_phrases: float = spec(0.0, "with --insert-from random or words: share of the borrowed English "
                                       "words that become two-word phrases (the word and another random "
                                       "one): teaches the model to copy phrase keywords", low=0.0, high=1.0)
-    copy_drills: float = spec(0.0, "share of training examples that also get a copy drill (a random run of "
-                                   "8-48 of the corpus's tokens as one more keyword, put whole into the "
-                                   "text): teaches the model to copy from its prompt",
-                              low=0.0, high=0.5)
     pack: bool = spec(False, "lay the training examples end to end in blocks of --max-length tokens (no "
                              "padding, one shape): much faster pretraining from scratch on many short rows")
     eval_steps: int = spec(0, "evaluate every N steps (0: every 10% of the run)", low=0, high=10**7)

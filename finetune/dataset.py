@@ -34,13 +34,6 @@ phrases, the first word and another random one: users type phrases ("civil war")
 model copies a phrase's second word only where it learnt to. ``insert_within`` > 0 puts the
 words among the text's first that many tokens: packed blocks (`finetune.packing`) cut long
 examples, and a word in a piece cut off from its prompt could not be copied from it.
-
-Copy drills (``copy_drills``, off by default). In that share of the training examples, a
-random run of 8-48 of the corpus's tokens becomes one more keyword and goes whole into the
-text. Writing a keyword's later tokens once its first is down takes a circuit that looks back
-for the token just written and copies what followed it (an induction head); a run is long, so
-copying it pays for almost every token, where a borrowed two-character word pays for one. A
-model in the plain prompt format gets a bare run and its repeat instead, only the repeat scored.
 """
 from __future__ import annotations
 
@@ -55,14 +48,13 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from textgen.lang import has_cjk
-from textgen.prompt import PromptFormat, encode_example, token_ids
+from textgen.prompt import PromptFormat, encode_example
 
 IGNORE_INDEX = -100  # label of tokens the loss skips (torch's cross_entropy default)
 MIN_TEXT_TOKENS = 16  # a prompt must leave at least this many tokens of a window for text
 PROMPT_TOO_LONG = "title and keywords leave no room for text within max_length"
 INSERT_FROM = ("keywords", "random", "words")  # borrowed from: other rows' keywords, random words, a word list
 RANDOM_MIN_COUNT = 2  # a text word or character seen fewer times may be a typo: never borrowed
-DRILL_TOKENS = (8, 48)  # a copy drill's run: long enough that copying beats guessing from the last token
 _LATIN_WORD = re.compile(r"[^\W\d_]{3,12}")
 
 
@@ -105,10 +97,8 @@ class ExampleDataset(Dataset):
                  augment: bool, seed: int = 0, train_on_prompt: bool = False,
                  overlap: int | None = None, insert_keywords: float = 0.0,
                  insert_from: str = "keywords", insert_words: Sequence[str] = (), insert_within: int = 0,
-                 insert_phrases: float = 0.0, insert_count: int = 3, copy_drills: float = 0.0) -> None:
+                 insert_phrases: float = 0.0, insert_count: int = 3) -> None:
         self.rows, self.tokenizer, self.fmt = list(rows), tokenizer, fmt
-        self.copy_drills = copy_drills if augment else 0.0
-        self._drill_ids: list[int] = []  # the tokens a drill draws from: the corpus's own
         self.insert_within, self.insert_phrases, self.insert_count = insert_within, insert_phrases, insert_count
         self.max_length, self.augment, self.seed = max_length, augment, seed
         self.train_on_prompt = train_on_prompt
@@ -140,10 +130,6 @@ class ExampleDataset(Dataset):
         self.rows_split = 0  # rows whose text needed more than one window
         for index, row in enumerate(self.rows):
             self._add_row(index, row, overlap)
-        if self.copy_drills > 0:
-            seen = Counter(t for body in self.bodies for t in body[:-1])  # [EOS] left out
-            special = set(tokenizer.all_special_ids)
-            self._drill_ids = sorted(t for t, n in seen.items() if n >= RANDOM_MIN_COUNT and t not in special)
 
     def _add_row(self, index: int, row: Any, overlap: int | None) -> None:
         ids, text_start = encode_example(self.tokenizer, self.fmt, row.title, row.keywords, row.text)
@@ -176,9 +162,6 @@ class ExampleDataset(Dataset):
         self.epoch = epoch
 
     def __getitem__(self, index: int) -> dict[str, list[int]]:
-        drill = bool(self._drill_ids) and self._rng(index, salt=4).random() < self.copy_drills
-        if drill and self.fmt.style != "textgen":
-            return self._drill(index)
         w = self.windows[index]
         row = self.rows[w.row]
         prompt = self.prompts[w.row]
@@ -198,43 +181,11 @@ class ExampleDataset(Dataset):
                 text = text[:max(self.max_length - len(drawn) - len(context), 1)]  # the inserts overran
             if len(drawn) + len(context) + len(text) <= self.max_length:  # BPE merges could, in theory, make it longer
                 prompt = drawn
-        if drill:
-            prompt, text = self._with_drill(prompt, text, index, self.max_length - len(context))
         prompt_labels = list(prompt) if self.train_on_prompt else [IGNORE_INDEX] * len(prompt)
         return {
             "input_ids": prompt + context + text,
             "labels": prompt_labels + [IGNORE_INDEX] * len(context) + text,
         }
-
-    def _drill(self, index: int) -> dict[str, list[int]]:
-        """A copy drill in place of example `index` (module docstring)."""
-        rng = self._rng(index, salt=5)
-        run = rng.choices(self._drill_ids, k=rng.randint(*DRILL_TOKENS))
-        ids = token_ids(self.tokenizer, self.fmt) if self.fmt.style == "textgen" else None
-        bos = [ids["bos"]] if ids else []
-        eos = ids["eos"] if ids else self.tokenizer.eos_token_id
-        return {"input_ids": bos + run + run + [eos],
-                "labels": [IGNORE_INDEX] * (len(bos) + len(run)) + run + [IGNORE_INDEX]}
-
-    def _with_drill(self, prompt: list[int], text: list[int], index: int,
-                    room: int) -> tuple[list[int], list[int]]:
-        """`prompt` with a random run of the corpus's tokens as one more keyword, and `text`
-        with the run put in whole, all within `room` tokens: once the run's first token is
-        written, the rest can only be copied."""
-        rng = self._rng(index, salt=5)
-        run = rng.choices(self._drill_ids, k=rng.randint(*DRILL_TOKENS))
-        sep = token_ids(self.tokenizer, self.fmt)["sep"]
-        joiner = self.tokenizer.encode(self.fmt.keyword_joiner.strip() or ",", add_special_tokens=False)
-        joiner = joiner if prompt[-2] != sep else []  # a keyword before it
-        fits = (room - len(prompt) - len(joiner) - 1) // 2  # the run twice, and one text token
-        if fits < DRILL_TOKENS[0]:
-            return prompt, text
-        run = run[:fits]
-        prompt = prompt[:-1] + joiner + run + [sep]
-        text = text[:room - len(prompt) - len(run)]
-        last = min(len(text) - 1, self.insert_within) if self.insert_within else len(text) - 1
-        at = rng.randint(0, max(last, 0))
-        return prompt, text[:at] + run + text[at:]
 
     def _key(self, index: int, salt: int = 0) -> int:
         return ((self.seed * 1_000_003 + self.epoch) * 1_000_003 + index) * 7 + salt

@@ -232,7 +232,7 @@ def _prepare(config: TrainConfig, base, report, train_rows, eval_rows, notes: li
     train_ds = ExampleDataset(train_rows, tokenizer, fmt, PACKED_ROW_TOKENS if config.pack else max_length,
                               augment=True, insert_keywords=config.insert_keywords, insert_from=config.insert_from,
                               insert_words=words, insert_phrases=config.insert_phrases,
-                              insert_count=config.insert_count, copy_drills=config.copy_drills,
+                              insert_count=config.insert_count,
                               # packed blocks cut examples: borrowed words go where the prompt is still in view
                               insert_within=config.max_length // 2 if config.pack else 0, **common)
     # the model folder records it: generation places keywords within it (`PromptFormat.text_tokens`)

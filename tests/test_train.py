@@ -680,62 +680,6 @@ def test_word_list_insertion_borrows_listed_words_in_the_rows_script():
         ExampleDataset(rows, tok, PromptFormat(), 96, augment=True, insert_keywords=1.0, insert_from="words")
 
 
-def test_copy_drills_put_a_run_of_corpus_tokens_into_prompt_and_text(bpe_model_dir):
-    """A drill adds a random run of the corpus's tokens to an example as one more keyword and
-    puts it whole into the trained text; the draw is fixed by (seed, epoch, index), and
-    evaluation never gets one. A plain-format model gets a bare run and its repeat."""
-    from finetune.packing import PackedDataset
-
-    tok, fmt = _tokenizer(bpe_model_dir), PromptFormat()
-    ids = token_ids(tok, fmt)
-    rows = [Row(f"Storm {i}", ["storm", "sea"], STORY.strip()) for i in range(30)]
-    ds = ExampleDataset(rows, tok, fmt, 128, augment=True, seed=2, copy_drills=0.3)
-    plain = ExampleDataset(rows, tok, fmt, 128, augment=True, seed=2)
-    corpus_tokens = {t for body in ds.bodies for t in body} - set(tok.all_special_ids)
-    drills = examples = 0
-    for epoch in range(4):
-        ds.set_epoch(epoch)
-        plain.set_epoch(epoch)
-        for i in range(len(ds)):
-            item, usual = ds[i], plain[i]
-            examples += 1
-            assert ds[i] == item and len(item["input_ids"]) <= 128
-            if item == usual:
-                continue
-            drills += 1
-            seq, labels = item["input_ids"], item["labels"]
-            first_trained = next(j for j, label in enumerate(labels) if label != IGNORE_INDEX)
-            prompt, trained = seq[:first_trained], labels[first_trained:]
-            second_sep = len(prompt) - 1
-            title_sep = prompt.index(ids["sep"])
-            keywords = prompt[title_sep + 1:second_sep]
-            run = next(keywords[j:] for j in range(len(keywords)) if _find(trained, keywords[j:]) >= 0
-                       and len(keywords) - j >= 8)
-            assert 8 <= len(run) <= 48 and set(run) <= corpus_tokens
-            assert prompt[-1] == ids["sep"] and prompt[:title_sep] == usual["input_ids"][:title_sep]
-    assert 0.15 < drills / examples < 0.45, (drills, examples)
-    evaluation = ExampleDataset(rows, tok, fmt, 128, augment=False, copy_drills=0.3)
-    reference = ExampleDataset(rows, tok, fmt, 128, augment=False)
-    assert all(evaluation[i] == reference[i] for i in range(len(evaluation)))
-    packed = PackedDataset(ExampleDataset(rows, tok, fmt, 4096, augment=True, seed=2, copy_drills=0.3), 64)
-    stream = [t for i in range(len(packed)) for t in packed[i]["input_ids"]]
-    assert all(stream[j - 1] == ids["eos"] for j, t in enumerate(stream) if j and t == ids["bos"])
-    bare = ExampleDataset(rows, tok, PromptFormat.plain(), 128, augment=True, seed=2, copy_drills=0.5)
-    runs = [bare[i] for i in range(len(bare)) if bare[i]["input_ids"][-1] == tok.eos_token_id
-            and IGNORE_INDEX in bare[i]["labels"][1:-1] and tok.eos_token_id not in bare[i]["input_ids"][:-1]
-            and len(bare[i]["input_ids"]) % 2 == 1]
-    for item in runs:
-        seq = item["input_ids"][:-1]
-        half = len(seq) // 2
-        if seq[:half] == seq[half:]:
-            assert item["labels"] == [IGNORE_INDEX] * half + seq[half:] + [IGNORE_INDEX]
-            break
-    else:
-        raise AssertionError("a plain-format dataset made no bare drill")
-    with pytest.raises(ValueError, match="copy_drills"):
-        TrainConfig(data="c.csv", out="runs/x", copy_drills=0.9)
-
-
 def test_insert_from_words_needs_a_word_list_file(tmp_path):
     with pytest.raises(ValueError, match="insert_words: --insert-from words needs a word list"):
         TrainConfig(data="c.csv", out="runs/x", insert_keywords=0.5, insert_from="words")

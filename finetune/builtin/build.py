@@ -148,7 +148,6 @@ def _train(recipe: Recipe, config, work: Path, words_path: Path, max_steps: int,
                              epochs=1000.0, max_steps=max_steps or c.max_steps, batch_size=c.batch_size,
                              max_length=c.max_length, lr=c.lr, insert_keywords=c.insert_keywords,
                              insert_from=c.insert_from, insert_phrases=c.insert_phrases, pack=c.pack,
-                             insert_count=c.insert_count, copy_drills=c.copy_drills,
                              insert_words=str(words_path) if c.insert_from == "words" else "",
                              eval_ratio=recipe.eval_ratio, seed=recipe.seed, samples=2, eval_steps=10**6,
                              resume=(work / "model-continued").exists())

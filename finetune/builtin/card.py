@@ -158,15 +158,7 @@ def _second_stage(second) -> str:
     return (f"\nThen, from that model: {second.max_steps} more steps, batch {second.batch_size}, max length "
             f"{second.max_length}{packed}, learning rate {second.learning_rate:g}, with keyword insertion on "
             f"{second.insert_keywords:.0%} of the examples ({borrowed}{phrases}, put into "
-            f"the text and the keywords), which teaches the model to write the keywords it is given.{_drills(second)}")
-
-
-def _drills(config) -> str:
-    if not getattr(config, "copy_drills", 0):
-        return ""
-    return (f" {config.copy_drills:.0%} of the examples were also copy drills (a random run of 8-48 of the "
-            "corpus's tokens added as one more keyword and put whole into the text), which teach the model to "
-            "copy from its prompt: a keyword's later tokens once its first is written.")
+            f"the text and the keywords), which teaches the model to write the keywords it is given.")
 
 
 def _borrowed(insert_from: str, count: int) -> str:

@@ -21,8 +21,6 @@ class Continued:
     insert_keywords: float = 1.0
     insert_from: str = "keywords"  # or "random" (`finetune.dataset`)
     insert_phrases: float = 0.0
-    insert_count: int = 3
-    copy_drills: float = 0.0  # share of examples replaced by copy drills (`finetune.dataset`)
     pack: bool = False
 
 
